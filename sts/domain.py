@@ -1,0 +1,82 @@
+"""Immutable values the protocol core works with. No Flask, no SQLAlchemy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("service", "agent", "workload")
+CLIENT_CREDENTIALS = "client_credentials"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+
+
+def scope_set(scope: str | None) -> frozenset[str]:
+    """RFC 6749 §3.3: a space-delimited, order-free set of scope tokens."""
+    return frozenset(scope.split()) if scope else frozenset()
+
+
+def scope_str(scopes: frozenset[str] | set[str]) -> str:
+    return " ".join(sorted(scopes))
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    id: str
+    type: str  # secret | jwks | jwks_uri
+    secret_hash: str | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Client:
+    """An NHI as the token endpoint sees it, with its live credentials.
+
+    Implements the parts of Authlib's ``ClientMixin`` the token endpoint uses.
+    """
+
+    id: int
+    client_id: str
+    kind: str
+    sub: str
+    owner: str
+    status: str
+    scopes: frozenset[str]
+    grants: frozenset[str]
+    credentials: tuple[CredentialView, ...] = field(default=())
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def secrets(self) -> list[CredentialView]:
+        return [c for c in self.credentials if c.type == "secret"]
+
+    def key_credentials(self) -> list[CredentialView]:
+        return [c for c in self.credentials if c.type in ("jwks", "jwks_uri")]
+
+    # -- authlib ClientMixin -------------------------------------------------------------
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grants
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if method == "private_key_jwt":
+            return bool(self.key_credentials())
+        if method in ("client_secret_basic", "client_secret_post"):
+            return bool(self.secrets())
+        return False
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered NHI named as the audience of a token."""
+
+    id: int
+    client_id: str
+    sub: str
+    status: str

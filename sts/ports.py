@@ -1,0 +1,71 @@
+"""The storage interface the protocol core depends on (an adapter contract).
+
+The token endpoint sees the registry only through :class:`Store`; ``sts.store.sql`` implements
+it on one database connection whose transaction the request owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sts.domain import Client, Target
+
+
+@dataclass(frozen=True)
+class IssuedRecord:
+    """A lineage row for one issued token (DESIGN §5.10)."""
+
+    jti: str
+    parent_jti: str | None
+    txn: str
+    grant_type: str
+    subject: str
+    subject_issuer: str
+    actor_id: int | None
+    client_id: str
+    credential_id: str | None
+    target: str
+    scope: str
+    rule_id: str | None
+    chain: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event. ``reason`` is the precise internal reason; never a token or secret."""
+
+    at: int
+    event: str
+    decision: str
+    reason: str = ""
+    request_id: str = ""
+    client_id: str | None = None
+    credential_id: str | None = None
+    subject: str | None = None
+    target: str | None = None
+    scope: str | None = None
+    jti: str | None = None
+    parent_jti: str | None = None
+    txn: str | None = None
+    rule_id: str | None = None
+    chain: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def client(self, client_id: str, now: int) -> Client | None:
+        """The NHI with its credentials live at ``now``, or ``None``."""
+
+    def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
+        """Record a client assertion ``jti``; ``False`` if it was seen before (a replay)."""
+
+    def target_by_name(self, name: str) -> Target | None: ...
+
+    def target_by_resource(self, uri: str) -> Target | None: ...
+
+    def record_token(self, record: IssuedRecord) -> None: ...
+
+    def audit(self, record: AuditRecord) -> None: ...

@@ -1,0 +1,94 @@
+"""The token endpoint request, independent of any web framework (RFC 6749 §3.2)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+
+from sts.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from sts.domain import Client
+    from sts.ports import Store
+
+#: RFC 8693 §2.1 allows these to repeat; every other parameter is single-valued (RFC 6749 §3.2).
+MULTI_VALUED = frozenset({"audience", "resource"})
+
+
+class FormPayload(OAuth2Payload):  # type: ignore[misc]
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in pairs:
+            self._datalist[key].append(value)
+        self._data = {k: v[0] for k, v in self._datalist.items()}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class TokenRequest(OAuth2Request):  # type: ignore[misc]
+    """An OAuth request to one of the STS endpoints, carrying what the pipeline needs.
+
+    ``store``, ``now`` and ``request_id`` belong to this one request: the store's transaction is
+    owned by the caller that built the request.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        form: Iterable[tuple[str, str]],
+        store: Store,
+        now: int,
+        request_id: str = "",
+    ) -> None:
+        # Authlib's constructor insists on https; transport security is the deployment's
+        # business (TLS terminates in front of the STS), so set the same fields directly.
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self._body = None
+        self.payload = FormPayload(form)
+        self.client: Client | None = None
+        self.auth_method: str | None = None
+        self.user = None
+        self.authorization_code = None
+        self.refresh_token = None
+        self.credential = None
+        self._scope = None
+        self.store = store
+        self.now = now
+        self.request_id = request_id
+        #: Id of the credential the client authenticated with (for lineage and audit).
+        self.credential_id: str | None = None
+        #: Facts gathered by the pipeline for the audit event of this request.
+        self.audit: dict[str, Any] = {}
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self.payload.data  # type: ignore[no-any-return]
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+    def param(self, name: str) -> str | None:
+        return self.payload.data.get(name)  # type: ignore[no-any-return]
+
+    def params(self, name: str) -> list[str]:
+        return list(self.payload.datalist.get(name, []))
+
+    def reject_repeated_parameters(self) -> None:
+        """RFC 6749 §3.2: request parameters MUST NOT be included more than once."""
+        for name, values in self.payload.datalist.items():
+            if len(values) > 1 and name not in MULTI_VALUED:
+                raise InvalidRequest(f"parameter {name[:40]!r} repeated", "Repeated parameter.")

@@ -1,0 +1,125 @@
+"""RFC 7523 §2.2 / §3: ``private_key_jwt`` client authentication.
+
+Authlib's :class:`JWTBearerClientAssertion` checks the assertion (signature, ``iss`` = ``sub``
+= client_id, ``aud`` = this server, ``exp``); Chain STS adds the key lookup from the
+registry, a size cap, and ``jti`` replay refusal that is atomic in the database (§3 item 7).
+Every failure becomes the same ``invalid_client`` answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from sts.errors import InvalidClient, InvalidRequest
+from sts.jwks_fetch import JwksCache, JwksUnavailable
+
+if TYPE_CHECKING:
+    from sts.domain import Client
+    from sts.rfc6749.request import TokenRequest
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@lru_cache(maxsize=4096)
+def _key_set(jwks_json: str) -> KeySet:
+    """Parsed key sets, cached by content: a JWKS is parsed once, not per request."""
+    return KeySet.import_key_set(json.loads(jwks_json))
+
+
+class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
+    """One per request, so that ``validate_jti`` can reach the request's store."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, audiences: list[str], leeway: int, jwks_cache: JwksCache,
+                 request: TokenRequest) -> None:
+        super().__init__(validate_jti=True, leeway=leeway)
+        self._audiences = audiences
+        self._jwks_cache = jwks_cache
+        self._request = request
+        self._exp = 0
+
+    def get_audiences(self) -> list[str]:
+        return self._audiences
+
+    def verify_claims(self, claims: Any) -> None:
+        self._exp = claims.get("exp") if isinstance(claims.get("exp"), int) else 0
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        if not isinstance(jti, str) or not jti or len(jti) > 255:
+            return False
+        request = self._request
+        return request.store.remember_assertion(claims["sub"], jti, self._exp, request.now)
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        keys: list[dict[str, Any]] = []
+        for cred in client.key_credentials():
+            if cred.jwks is not None:
+                keys.extend(cred.jwks.get("keys", []))
+            elif cred.jwks_uri is not None:
+                try:
+                    keys.extend(self._jwks_cache.get(cred.jwks_uri).get("keys", []))
+                except JwksUnavailable as exc:
+                    raise InvalidClient(f"client jwks_uri unavailable: {exc}") from None
+        try:
+            return _key_set(json.dumps({"keys": keys}, sort_keys=True))
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise InvalidClient("client JWKS unusable") from None
+
+
+def authenticate_private_key_jwt(
+    audiences: list[str], leeway: int, max_bytes: int, jwks_cache: JwksCache
+) -> Callable[..., Client]:
+    def authenticate(query_client: Callable[[str], Client | None],
+                     request: TokenRequest) -> Client:
+        if request.param("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise InvalidRequest("unsupported client_assertion_type")
+        assertion = request.param("client_assertion") or ""
+        if not assertion:
+            raise InvalidRequest("missing client_assertion")
+        if len(assertion) > max_bytes:
+            raise InvalidRequest("client_assertion too large", "Parameter too large.")
+
+        def lookup(client_id: str) -> Client | None:
+            request.audit["client_id"] = client_id[:255]
+            return query_client(client_id)
+
+        try:
+            client = _Assertion(audiences, leeway, jwks_cache, request)(lookup, request)
+        except InvalidClient:
+            raise
+        except InvalidClientError as exc:
+            raise InvalidClient(f"client assertion: {exc.description}") from None
+        if client is None:
+            raise InvalidClient("client assertion not verified")
+        body_client_id = request.param("client_id")
+        if body_client_id is not None and body_client_id != client.client_id:
+            raise InvalidRequest("client_id differs from the client assertion")
+        if not client.active:
+            raise InvalidClient("client disabled")
+        request.credential_id = _credential_for(client, assertion)
+        return client
+
+    return authenticate
+
+
+def _credential_for(client: Client, assertion: str) -> str | None:
+    """The key credential holding the assertion's ``kid`` (the signature is already verified)."""
+    creds = client.key_credentials()
+    if len(creds) == 1:
+        return creds[0].id
+    kid = jwt.get_unverified_header(assertion).get("kid")
+    for cred in creds:
+        if cred.jwks is not None and any(k.get("kid") == kid for k in cred.jwks.get("keys", [])):
+            return cred.id
+    return None

@@ -1,0 +1,56 @@
+"""Everything a running STS holds for its lifetime, built once at start from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+
+from sts.clock import Clock, SystemClock
+from sts.credentials import SecretHasher, load_hash_key
+from sts.jwks_fetch import JwksCache
+from sts.keys import KeyStore, generate_key
+from sts.server import ChainAuthorizationServer
+from sts.settings import Settings
+from sts.store.db import create_engine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    keys: KeyStore
+    hasher: SecretHasher
+    clock: Clock
+    server: ChainAuthorizationServer
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def ensure_dev_keys(settings: Settings) -> None:
+    """Development only: create the key directory and a first signing key if missing."""
+    if settings.is_production:
+        return
+    keys_dir = settings.keys_dir
+    if not keys_dir.is_dir() or not any(keys_dir.glob("*.pem")):
+        generate_key(keys_dir, settings.signing_alg)
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None,
+                  engine: Engine | None = None) -> Runtime:
+    """Load keys and open the registry; raise a clear error if either is unusable."""
+    ensure_dev_keys(settings)
+    retire_after = settings.max_token_ttl + settings.leeway
+    keys = KeyStore(settings.keys_dir, retire_after)
+    hasher = SecretHasher(load_hash_key(settings.keys_dir, create=not settings.is_production))
+    clock = clock or SystemClock()
+    jwks_cache = JwksCache(settings.jwks_fetch_timeout, settings.jwks_cache_seconds)
+    engine = engine or create_engine(settings.database_url, hide_parameters=True)
+    server = ChainAuthorizationServer(settings, keys, hasher, clock, jwks_cache)
+    return Runtime(settings, engine, keys, hasher, clock, server)
+
+
+def schema_ready(engine: Engine) -> bool:
+    return bool(inspect(engine).has_table("alembic_version"))

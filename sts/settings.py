@@ -1,0 +1,173 @@
+"""Typed settings: ``STS_*`` environment variables over an optional TOML file.
+
+Every setting has one documented default here (the README's configuration reference is
+generated from the same table). Settings are validated once, at start: a bad value refuses to
+boot with a :class:`SettingsError` that names the setting, never later in a request.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "STS_"
+DEFAULT_CONFIG_FILE = Path("config/sts.toml")
+SIGNING_ALGORITHMS = ("ES256", "EdDSA", "RS256")
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or inconsistent. The message names it."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Chain STS configuration. Field names are the setting names without ``STS_``."""
+
+    #: ``development`` generates missing keys and allows http issuers; ``production`` does not.
+    env: str = "development"
+    #: The issuer identifier (RFC 8414 §2): the ``iss`` of every token and the metadata base.
+    issuer: str = "http://127.0.0.1:8000"
+    #: SQLAlchemy URL of the registry. SQLite (embedded) or ``postgresql+psycopg://``.
+    database_url: str = "sqlite:///var/sts.db"
+    #: Directory of PEM signing keys (and the credential hashing key).
+    keys_dir: Path = Path("keys")
+    #: Algorithm of keys generated on first run: ES256, EdDSA or RS256.
+    signing_alg: str = "ES256"
+    #: Default lifetime of an issued token, seconds (DESIGN §5.8).
+    token_ttl: int = 300
+    #: Global maximum lifetime of an issued token, seconds.
+    max_token_ttl: int = 3600
+    #: Clock skew tolerated on exp/nbf/iat of incoming JWTs, seconds.
+    leeway: int = 30
+    #: Global cap on ``act`` nesting depth of a minted token (a rule may lower it).
+    max_chain_depth: int = 5
+    #: Largest accepted request body, bytes.
+    max_request_bytes: int = 65536
+    #: Largest accepted single token (subject, actor, client assertion), bytes.
+    max_token_bytes: int = 16384
+    #: Timeout for fetching a remote JWKS (client or trusted issuer), seconds.
+    jwks_fetch_timeout: float = 3.0
+    #: How long a fetched JWKS is cached, seconds.
+    jwks_cache_seconds: int = 300
+    #: Seconds clients are told to wait when the registry is unreachable.
+    retry_after_seconds: int = 5
+    #: Log level of the ``sts`` loggers.
+    log_level: str = "INFO"
+    #: Create the schema and a demo registry on start when the database is empty (dev only).
+    demo_registry: bool = False
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer.rstrip("/") + "/token"
+
+    def validate(self) -> Settings:
+        """Check every setting; raise :class:`SettingsError` naming the first bad one."""
+        if self.env not in {"development", "production"}:
+            raise SettingsError("STS_ENV must be 'development' or 'production'")
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in {"https", "http"} or not parts.hostname:
+            raise SettingsError("STS_ISSUER must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise SettingsError("STS_ISSUER must not have a query or fragment (RFC 8414 §2)")
+        if self.is_production and parts.scheme != "https":
+            raise SettingsError("STS_ISSUER must use https in production")
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise SettingsError("STS_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if self.signing_alg not in SIGNING_ALGORITHMS:
+            raise SettingsError(f"STS_SIGNING_ALG must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        for name in ("token_ttl", "max_token_ttl", "max_chain_depth", "max_request_bytes",
+                     "max_token_bytes", "jwks_cache_seconds", "retry_after_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"STS_{name.upper()} must be a positive integer")
+        if self.leeway < 0 or self.leeway > 300:
+            raise SettingsError("STS_LEEWAY must be between 0 and 300 seconds")
+        if self.token_ttl > self.max_token_ttl:
+            raise SettingsError("STS_TOKEN_TTL must not exceed STS_MAX_TOKEN_TTL")
+        if self.jwks_fetch_timeout <= 0:
+            raise SettingsError("STS_JWKS_FETCH_TIMEOUT must be positive")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("STS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.demo_registry and self.is_production:
+            raise SettingsError("STS_DEMO_REGISTRY is for development only")
+        return self
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings: defaults < config file < ``STS_*`` environment < ``overrides``.
+
+        The config file is ``STS_CONFIG_FILE`` if set (it must then exist), else
+        ``config/sts.toml`` if present.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_file or (Path(environ["STS_CONFIG_FILE"]) if "STS_CONFIG_FILE" in environ
+                               else None)
+        if path is not None and not path.is_file():
+            raise SettingsError(f"STS_CONFIG_FILE: {path} does not exist")
+        if path is None and DEFAULT_CONFIG_FILE.is_file():
+            path = DEFAULT_CONFIG_FILE
+        if path is not None:
+            values.update(_read_file(path))
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in environ:
+                values[f.name] = environ[key]
+        values.update(overrides)
+        return cls._coerce(values).validate()
+
+    @classmethod
+    def _coerce(cls, values: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise SettingsError(f"unknown setting: {unknown[0]}")
+        default = cls()
+        out: dict[str, Any] = {}
+        for name, raw in values.items():
+            kind: Callable[[Any], Any] = type(getattr(default, name))
+            if kind is bool and isinstance(raw, str):
+                kind = _bool
+            elif kind is int and isinstance(raw, bool):
+                raise SettingsError(f"STS_{name.upper()} must be an integer")
+            elif issubclass(kind, Path):
+                kind = Path
+            try:
+                out[name] = kind(raw)
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"STS_{name.upper()} is invalid: {exc}") from None
+        return replace(default, **out)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"config file {path} cannot be read: {exc}") from None
+    section = data.get("sts", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"config file {path}: [sts] must be a table")
+    return dict(section)

@@ -1,0 +1,1 @@
+"""Registry storage: schema, engine, and the SQL implementation of the store interface."""

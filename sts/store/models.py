@@ -1,0 +1,203 @@
+"""The registry schema (DESIGN §3, §5.10, §7, §8) as typed SQLAlchemy 2 models.
+
+The models declare the schema (Alembic reads it) and name the columns; queries are Core
+statements executed on a connection the request owns, so the hot path never hydrates ORM
+objects. Times are integer seconds since the epoch, like the JWT claims they mirror. Every
+lookup made on the token endpoint's hot path is backed by an index or a primary key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = String(64)
+Name = String(255)
+Uri = String(2048)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Nhi(Base):
+    """A non-human identity: client, actor and target at once."""
+
+    __tablename__ = "nhi"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(Name, unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # service | agent | workload
+    sub: Mapped[str] = mapped_column(Uri, unique=True)
+    owner: Mapped[str] = mapped_column(Name, default="")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    #: Space-separated scopes the NHI may request for itself (client_credentials).
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    #: Space-separated grant types it may use.
+    grants: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class NhiResource(Base):
+    """RFC 8707 resource URIs naming an NHI as a target."""
+
+    __tablename__ = "nhi_resource"
+
+    uri: Mapped[str] = mapped_column(Uri, primary_key=True)
+    nhi_id: Mapped[int] = mapped_column(ForeignKey("nhi.id"), index=True)
+
+
+class Credential(Base):
+    """A client credential. Several may be live per NHI so rotation needs no downtime."""
+
+    __tablename__ = "credential"
+    __table_args__ = (Index(None, "nhi_id", "status"),)
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    nhi_id: Mapped[int] = mapped_column(ForeignKey("nhi.id"))
+    type: Mapped[str] = mapped_column(String(16))  # secret | jwks | jwks_uri
+    #: Keyed hash of a generated secret (``hmac-sha256$<hex>``); never the secret.
+    secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(Uri, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: A rotated-out credential keeps working until this time (None: no expiry).
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class TrustedIssuer(Base):
+    """An external issuer whose JWTs are accepted as subject tokens."""
+
+    __tablename__ = "trusted_issuer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(Uri, unique=True)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(Uri, nullable=True)
+    #: Space-separated allowed JWS algorithms.
+    algorithms: Mapped[str] = mapped_column(String(255))
+    #: Audience values its tokens must carry (any one of them); empty list: no check.
+    audiences: Mapped[list[Any]] = mapped_column(default=list)
+    #: ``cap``: its scopes cap the exchanged scope; ``rule``: only the rule decides.
+    scope_mode: Mapped[str] = mapped_column(String(16), default="rule")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DelegationRule(Base):
+    """Who (actor) may act for whom (subject) toward what (targets), DESIGN §5.5."""
+
+    __tablename__ = "delegation_rule"
+    __table_args__ = (Index(None, "actor_id", "status"),)
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("nhi.id"))
+    #: ``any`` | ``sub`` | ``issuer`` | ``kind``, and the value it compares with.
+    subject_type: Mapped[str] = mapped_column(String(16), default="any")
+    subject_value: Mapped[str] = mapped_column(Uri, default="")
+    upstream_id: Mapped[int | None] = mapped_column(ForeignKey("nhi.id"), nullable=True)
+    scopes: Mapped[str] = mapped_column(Text)
+    max_depth: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_ttl: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="enabled")  # enabled | disabled
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RuleTarget(Base):
+    """A rule's targets; ``target_id`` NULL means ``*`` (any registered target)."""
+
+    __tablename__ = "rule_target"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(ForeignKey("delegation_rule.id"), index=True)
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("nhi.id"), nullable=True)
+
+
+class IssuedToken(Base):
+    """Lineage of every token this STS issued (DESIGN §5.10)."""
+
+    __tablename__ = "issued_token"
+
+    jti: Mapped[str] = mapped_column(Id, primary_key=True)
+    parent_jti: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
+    txn: Mapped[str] = mapped_column(Id, index=True)
+    grant_type: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Uri)
+    subject_issuer: Mapped[str] = mapped_column(Uri)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("nhi.id"), nullable=True, index=True)
+    client_id: Mapped[str] = mapped_column(Name, index=True)
+    credential_id: Mapped[str | None] = mapped_column(Id, nullable=True)
+    target: Mapped[str] = mapped_column(Uri)
+    scope: Mapped[str] = mapped_column(Text)
+    rule_id: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
+    #: Actor client_ids (or external subs), outermost first, as in the token's ``act``.
+    chain: Mapped[list[Any]] = mapped_column(default=list)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revocation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Revocation(Base):
+    """A revocation of a token, NHI, credential, rule, issuer or transaction (DESIGN §7)."""
+
+    __tablename__ = "revocation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Uri)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    revoked_by: Mapped[str] = mapped_column(Name, default="")
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class AuditEvent(Base):
+    """Append-only audit trail (DESIGN §8). Never holds a token or a secret."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger, index=True)
+    request_id: Mapped[str] = mapped_column(Id, default="")
+    event: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # allowed | denied | done
+    reason: Mapped[str] = mapped_column(Text, default="")
+    client_id: Mapped[str | None] = mapped_column(Name, nullable=True, index=True)
+    credential_id: Mapped[str | None] = mapped_column(Id, nullable=True)
+    subject: Mapped[str | None] = mapped_column(Uri, nullable=True, index=True)
+    target: Mapped[str | None] = mapped_column(Uri, nullable=True)
+    scope: Mapped[str | None] = mapped_column(Text, nullable=True)
+    jti: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
+    parent_jti: Mapped[str | None] = mapped_column(Id, nullable=True)
+    txn: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
+    rule_id: Mapped[str | None] = mapped_column(Id, nullable=True)
+    chain: Mapped[list[Any]] = mapped_column(default=list)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ClientAssertionJti(Base):
+    """``jti``s of accepted client assertions, kept until they expire (RFC 7523 §3 item 7)."""
+
+    __tablename__ = "client_assertion_jti"
+
+    client_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
