@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,16 +119,23 @@ def keys() -> None:
 
 
 @keys.command("generate")
-@click.option("--alg", type=click.Choice(SIGNING_ALGORITHMS), default=None,
-              help="Key algorithm (default: STS_SIGNING_ALG).")
+@click.option(
+    "--alg",
+    type=click.Choice(SIGNING_ALGORITHMS),
+    default=None,
+    help="Key algorithm (default: STS_SIGNING_ALG).",
+)
 @json_option
 @handles_errors
 def keys_generate(alg: str | None, as_json: bool) -> None:
     """Create a new signing key; it signs from now on, older keys stay published."""
     settings = _settings()
     key = generate_key(settings.keys_dir, alg or settings.signing_alg)
-    _emit(as_json, {"kid": key.kid, "alg": key.alg, "created_at": key.created_at},
-          lambda: click.echo(f"generated {key.alg} key {key.kid}"))
+    _emit(
+        as_json,
+        {"kid": key.kid, "alg": key.alg, "created_at": key.created_at},
+        lambda: click.echo(f"generated {key.alg} key {key.kid}"),
+    )
 
 
 @keys.command("list")
@@ -139,12 +146,15 @@ def keys_list(as_json: bool) -> None:
     settings = _settings()
     ring = KeyStore(settings.keys_dir, settings.max_token_ttl + settings.leeway).ring
     now = _now()
-    rows = [{"kid": k.kid, "alg": k.alg, "created_at": k.created_at, "status": ring.status(k, now)}
-            for k in reversed(ring.keys)]
+    listed = [(k, ring.status(k, now)) for k in reversed(ring.keys)]
+    rows = [
+        {"kid": k.kid, "alg": k.alg, "created_at": k.created_at, "status": status}
+        for k, status in listed
+    ]
 
     def human() -> None:
-        for r in rows:
-            click.echo(f"{r['kid']}  {r['alg']:6}  {_iso(r['created_at'])}  {r['status']}")
+        for k, status in listed:
+            click.echo(f"{k.kid}  {k.alg:6}  {_iso(k.created_at)}  {status}")
 
     _emit(as_json, rows, human)
 
@@ -181,15 +191,19 @@ def nhi() -> None:
 
 
 def _print_nhi(view: registry.NhiView) -> None:
-    click.echo(f"client_id: {view.client_id}\nkind:      {view.kind}\nsub:       {view.sub}\n"
-               f"owner:     {view.owner or '-'}\nstatus:    {view.status}"
-               + (f" ({view.status_reason})" if view.status_reason else "")
-               + f"\nscope:     {view.scopes or '-'}\ngrants:    {' '.join(view.grants)}")
+    click.echo(
+        f"client_id: {view.client_id}\nkind:      {view.kind}\nsub:       {view.sub}\n"
+        f"owner:     {view.owner or '-'}\nstatus:    {view.status}"
+        + (f" ({view.status_reason})" if view.status_reason else "")
+        + f"\nscope:     {view.scopes or '-'}\ngrants:    {' '.join(view.grants)}"
+    )
     for uri in view.resources:
         click.echo(f"resource:  {uri}")
     for cred in view.credentials:
-        click.echo(f"credential: {cred['id']} {cred['type']} {cred['status']}"
-                   + (f" expires {_iso(cred['expires_at'])}" if cred["expires_at"] else ""))
+        click.echo(
+            f"credential: {cred['id']} {cred['type']} {cred['status']}"
+            + (f" expires {_iso(cred['expires_at'])}" if cred["expires_at"] else "")
+        )
 
 
 @nhi.command("create")
@@ -198,27 +212,59 @@ def _print_nhi(view: registry.NhiView) -> None:
 @click.option("--owner", default="", help="Accountable owner (team or person).")
 @click.option("--sub", default=None, help="Subject in tokens (default: the name).")
 @click.option("--scope", default="", help="Scopes it may request for itself, space-separated.")
-@click.option("--grant", "grants", multiple=True,
-              help="Allowed grant (client_credentials, token-exchange); default both.")
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    help="Allowed grant (client_credentials, token-exchange); default both.",
+)
 @click.option("--resource", "resources", multiple=True, help="RFC 8707 resource URI naming it.")
-@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Public JWKS file for private_key_jwt.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public JWKS file for private_key_jwt.",
+)
 @click.option("--jwks-uri", default=None, help="JWKS URL for private_key_jwt.")
 @json_option
 @handles_errors
-def nhi_create(name: str, kind: str, owner: str, sub: str | None, scope: str,
-               grants: tuple[str, ...], resources: tuple[str, ...], jwks_file: Path | None,
-               jwks_uri: str | None, as_json: bool) -> None:
+def nhi_create(
+    name: str,
+    kind: str,
+    owner: str,
+    sub: str | None,
+    scope: str,
+    grants: tuple[str, ...],
+    resources: tuple[str, ...],
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    as_json: bool,
+) -> None:
     """Register an NHI; prints its client_id and, once, its generated secret."""
     settings = _settings()
     jwks = registry.load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
     with _transaction() as conn:
         view, secret = registry.create_nhi(
-            conn, _hasher(settings), name=name, kind=kind, now=_now(), admin=_admin(),
-            owner=owner, sub=sub, scope=scope, grants=list(grants), resources=list(resources),
-            jwks=jwks, jwks_uri=jwks_uri)
-    data = {"client_id": view.client_id, "client_secret": secret, "sub": view.sub,
-            "kind": view.kind}
+            conn,
+            _hasher(settings),
+            name=name,
+            kind=kind,
+            now=_now(),
+            admin=_admin(),
+            owner=owner,
+            sub=sub,
+            scope=scope,
+            grants=list(grants),
+            resources=list(resources),
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+        )
+    data = {
+        "client_id": view.client_id,
+        "client_secret": secret,
+        "sub": view.sub,
+        "kind": view.kind,
+    }
 
     def human() -> None:
         click.echo(f"client_id:     {view.client_id}")
@@ -236,12 +282,12 @@ def nhi_create(name: str, kind: str, owner: str, sub: str | None, scope: str,
 @click.option("--offset", default=0, type=click.IntRange(0))
 @json_option
 @handles_errors
-def nhi_list(kind: str | None, status: str | None, limit: int, offset: int,
-             as_json: bool) -> None:
+def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
     """List NHIs."""
     with _transaction() as conn:
-        views, total = registry.list_nhis(conn, kind=kind, status=status, limit=limit,
-                                          offset=offset)
+        views, total = registry.list_nhis(
+            conn, kind=kind, status=status, limit=limit, offset=offset
+        )
 
     def human() -> None:
         for v in views:
@@ -270,8 +316,9 @@ def nhi_show(name: str, as_json: bool) -> None:
 def nhi_disable(name: str, reason: str, as_json: bool) -> None:
     """Disable an NHI: it can no longer authenticate, act or be a target."""
     with _transaction() as conn:
-        view = registry.set_nhi_status(conn, name, status="disabled", reason=reason, now=_now(),
-                                       admin=_admin())
+        view = registry.set_nhi_status(
+            conn, name, status="disabled", reason=reason, now=_now(), admin=_admin()
+        )
     _emit(as_json, view.as_dict(), lambda: click.echo(f"{name} disabled"))
 
 
@@ -282,8 +329,9 @@ def nhi_disable(name: str, reason: str, as_json: bool) -> None:
 def nhi_enable(name: str, as_json: bool) -> None:
     """Enable a disabled NHI."""
     with _transaction() as conn:
-        view = registry.set_nhi_status(conn, name, status="active", reason="", now=_now(),
-                                       admin=_admin())
+        view = registry.set_nhi_status(
+            conn, name, status="active", reason="", now=_now(), admin=_admin()
+        )
     _emit(as_json, view.as_dict(), lambda: click.echo(f"{name} enabled"))
 
 
@@ -294,21 +342,29 @@ def nhi_secret() -> None:
 
 @nhi_secret.command("rotate")
 @click.argument("name")
-@click.option("--grace", default=3600, show_default=True, type=click.IntRange(0),
-              help="Seconds the current secrets keep working (0: stop now).")
+@click.option(
+    "--grace",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Seconds the current secrets keep working (0: stop now).",
+)
 @json_option
 @handles_errors
 def nhi_secret_rotate(name: str, grace: int, as_json: bool) -> None:
     """Issue a new secret; old ones keep working for the grace period."""
     settings = _settings()
     with _transaction() as conn:
-        cred_id, secret = registry.rotate_secret(conn, _hasher(settings), name, now=_now(),
-                                                 admin=_admin(), grace=grace)
+        cred_id, secret = registry.rotate_secret(
+            conn, _hasher(settings), name, now=_now(), admin=_admin(), grace=grace
+        )
     data = {"client_id": name, "credential_id": cred_id, "client_secret": secret, "grace": grace}
 
     def human() -> None:
-        click.echo(f"client_secret: {secret}\n(the secret is shown only once; "
-                   f"previous secrets stop working in {grace}s)")
+        click.echo(
+            f"client_secret: {secret}\n(the secret is shown only once; "
+            f"previous secrets stop working in {grace}s)"
+        )
 
     _emit(as_json, data, human)
 
@@ -323,22 +379,42 @@ def issuer() -> None:
 @click.argument("iss")
 @click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--jwks-uri", default=None)
-@click.option("--audience", "audiences", multiple=True,
-              help="Audience its tokens must carry (any one).")
+@click.option(
+    "--audience", "audiences", multiple=True, help="Audience its tokens must carry (any one)."
+)
 @click.option("--alg", "algorithms", multiple=True, help="Allowed algorithm (repeatable).")
-@click.option("--scope-mode", type=click.Choice(["rule", "cap"]), default="rule",
-              show_default=True, help="cap: its scopes cap exchanged scope; rule: rules only.")
+@click.option(
+    "--scope-mode",
+    type=click.Choice(["rule", "cap"]),
+    default="rule",
+    show_default=True,
+    help="cap: its scopes cap exchanged scope; rule: rules only.",
+)
 @json_option
 @handles_errors
-def issuer_add(iss: str, jwks_file: Path | None, jwks_uri: str | None,
-               audiences: tuple[str, ...], algorithms: tuple[str, ...], scope_mode: str,
-               as_json: bool) -> None:
+def issuer_add(
+    iss: str,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    audiences: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    scope_mode: str,
+    as_json: bool,
+) -> None:
     """Trust an external issuer's JWTs as subject tokens."""
     jwks = registry.load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
     with _transaction() as conn:
-        data = registry.add_issuer(conn, issuer=iss, jwks=jwks, jwks_uri=jwks_uri,
-                                   audiences=list(audiences), algorithms=list(algorithms),
-                                   scope_mode=scope_mode, now=_now(), admin=_admin())
+        data = registry.add_issuer(
+            conn,
+            issuer=iss,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            audiences=list(audiences),
+            algorithms=list(algorithms),
+            scope_mode=scope_mode,
+            now=_now(),
+            admin=_admin(),
+        )
     _emit(as_json, data, lambda: click.echo(f"trusted issuer {iss} added"))
 
 

@@ -23,8 +23,13 @@ DEMO_NHIS: list[dict[str, Any]] = [
     {"name": "web", "kind": "service", "owner": "team-web", "scope": "orders:read orders:write"},
     {"name": "agent", "kind": "agent", "owner": "team-ai", "scope": ""},
     {"name": "tool", "kind": "workload", "owner": "team-ai", "scope": ""},
-    {"name": "data", "kind": "service", "owner": "team-data", "scope": "",
-     "resources": ["https://data.demo.invalid/api"]},
+    {
+        "name": "data",
+        "kind": "service",
+        "owner": "team-data",
+        "scope": "",
+        "resources": ["https://data.demo.invalid/api"],
+    },
 ]
 
 
@@ -44,9 +49,16 @@ def seed_demo_registry(settings: Settings, say: Callable[[str], None]) -> dict[s
                 except registry.RegistryError:
                     pass
                 _, secret = registry.create_nhi(
-                    conn, hasher, name=spec["name"], kind=spec["kind"], owner=spec["owner"],
-                    scope=spec["scope"], resources=spec.get("resources"), now=now,
-                    admin="demo")
+                    conn,
+                    hasher,
+                    name=spec["name"],
+                    kind=spec["kind"],
+                    owner=spec["owner"],
+                    scope=spec["scope"],
+                    resources=spec.get("resources"),
+                    now=now,
+                    admin="demo",
+                )
                 if secret:
                     saved[spec["name"]] = secret
     finally:
@@ -55,6 +67,5 @@ def seed_demo_registry(settings: Settings, say: Callable[[str], None]) -> dict[s
     fd = os.open(DEMO_CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(saved, fh, indent=2)
-    say(f"demo registry: {', '.join(s['name'] for s in DEMO_NHIS)} "
-        f"(secrets in {DEMO_CREDENTIALS})")
+    say(f"demo registry: {', '.join(s['name'] for s in DEMO_NHIS)} (secrets in {DEMO_CREDENTIALS})")
     return saved

@@ -34,7 +34,7 @@ _NAME = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-(?P<alg>ES256|EdDSA|RS256)-(?P<suffix
 _TS_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
-class KeyError_(Exception):  # noqa: N801 - avoid shadowing the builtin KeyError
+class KeyError_(Exception):
     """The key directory or a key file is unusable. The message names the file."""
 
 
@@ -68,8 +68,11 @@ def _public_jwk(key: PrivateKey, kid: str, alg: str) -> dict[str, Any]:
 
 
 def _expected_type(alg: str) -> type:
-    return {"ES256": ec.EllipticCurvePrivateKey, "EdDSA": ed25519.Ed25519PrivateKey,
-            "RS256": rsa.RSAPrivateKey}[alg]
+    return {
+        "ES256": ec.EllipticCurvePrivateKey,
+        "EdDSA": ed25519.Ed25519PrivateKey,
+        "RS256": rsa.RSAPrivateKey,
+    }[alg]
 
 
 def load_key(path: Path) -> SigningKey:
@@ -110,8 +113,9 @@ def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey
     stamp = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
     kid = f"{stamp.strftime(_TS_FORMAT)}-{alg}-{secrets.token_hex(4)}"
     path = keys_dir / f"{kid}.pem"
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)

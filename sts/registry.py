@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from sts.credentials import SecretHasher, generate_secret, new_credential_id
-from sts.domain import CLIENT_CREDENTIALS, GRANT_TYPES, KINDS, TOKEN_EXCHANGE, scope_set, scope_str
+from sts.domain import CLIENT_CREDENTIALS, GRANT_TYPES, KINDS, TOKEN_EXCHANGE, scope_str
 from sts.ports import AuditRecord
 from sts.rfc6749.grants import parse_scope
 from sts.store.models import Credential, Nhi, NhiResource, TrustedIssuer
@@ -33,8 +33,18 @@ GRANT_ALIASES = {
     "token_exchange": TOKEN_EXCHANGE,
     TOKEN_EXCHANGE: TOKEN_EXCHANGE,
 }
-ISSUER_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384",
-                     "PS512", "EdDSA")
+ISSUER_ALGORITHMS = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
+)
 _PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
@@ -61,10 +71,17 @@ class NhiView:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "client_id": self.client_id, "kind": self.kind, "sub": self.sub,
-            "owner": self.owner, "status": self.status, "status_reason": self.status_reason,
-            "scope": self.scopes, "grants": self.grants, "resources": self.resources,
-            "credentials": self.credentials, "created_at": self.created_at,
+            "client_id": self.client_id,
+            "kind": self.kind,
+            "sub": self.sub,
+            "owner": self.owner,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "scope": self.scopes,
+            "grants": self.grants,
+            "resources": self.resources,
+            "credentials": self.credentials,
+            "created_at": self.created_at,
         }
 
 
@@ -73,8 +90,9 @@ def _invalid(message: str) -> RegistryError:
 
 
 def _audit(conn: Connection, now: int, admin: str, event: str, **detail: Any) -> None:
-    SqlStore(conn).audit(AuditRecord(at=now, event=event, decision="done", client_id=admin,
-                                     detail=detail))
+    SqlStore(conn).audit(
+        AuditRecord(at=now, event=event, decision="done", client_id=admin, detail=detail)
+    )
 
 
 def _check_uri(value: str, what: str, allow_http: bool = True) -> str:
@@ -135,25 +153,62 @@ def _nhi_row(conn: Connection, name: str) -> Any:
 
 
 def _credentials(conn: Connection, nhi_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(select(Credential).where(Credential.nhi_id == nhi_id)
-                        .order_by(Credential.created_at, Credential.id)).all()
-    return [{"id": r.id, "type": r.type, "status": r.status, "created_at": r.created_at,
-             "expires_at": r.expires_at, "jwks_uri": r.jwks_uri,
-             "kids": [k.get("kid") for k in (r.jwks or {}).get("keys", [])]} for r in rows]
+    rows = conn.execute(
+        select(Credential)
+        .where(Credential.nhi_id == nhi_id)
+        .order_by(Credential.created_at, Credential.id)
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "type": r.type,
+            "status": r.status,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+            "jwks_uri": r.jwks_uri,
+            "kids": [k.get("kid") for k in (r.jwks or {}).get("keys", [])],
+        }
+        for r in rows
+    ]
 
 
 def _view(conn: Connection, row: Any) -> NhiView:
-    resources = conn.execute(select(NhiResource.uri).where(NhiResource.nhi_id == row.id)
-                             .order_by(NhiResource.uri)).scalars().all()
-    return NhiView(row.client_id, row.kind, row.sub, row.owner, row.status, row.status_reason,
-                   row.scopes, row.grants.split(), list(resources), _credentials(conn, row.id),
-                   row.created_at)
+    resources = (
+        conn.execute(
+            select(NhiResource.uri).where(NhiResource.nhi_id == row.id).order_by(NhiResource.uri)
+        )
+        .scalars()
+        .all()
+    )
+    return NhiView(
+        row.client_id,
+        row.kind,
+        row.sub,
+        row.owner,
+        row.status,
+        row.status_reason,
+        row.scopes,
+        row.grants.split(),
+        list(resources),
+        _credentials(conn, row.id),
+        row.created_at,
+    )
 
 
 def create_nhi(
-    conn: Connection, hasher: SecretHasher, *, name: str, kind: str, now: int, admin: str,
-    owner: str = "", sub: str | None = None, scope: str = "", grants: list[str] | None = None,
-    resources: list[str] | None = None, jwks: dict[str, Any] | None = None,
+    conn: Connection,
+    hasher: SecretHasher,
+    *,
+    name: str,
+    kind: str,
+    now: int,
+    admin: str,
+    owner: str = "",
+    sub: str | None = None,
+    scope: str = "",
+    grants: list[str] | None = None,
+    resources: list[str] | None = None,
+    jwks: dict[str, Any] | None = None,
     jwks_uri: str | None = None,
 ) -> tuple[NhiView, str | None]:
     """Register an NHI. Returns it and, when it authenticates by secret, the secret (once)."""
@@ -172,30 +227,60 @@ def create_nhi(
     if jwks_uri is not None:
         _check_uri(jwks_uri, "jwks_uri")
     resources = [_check_resource(r) for r in (resources or [])]
-    taken = conn.execute(select(Nhi.client_id).where(
-        (Nhi.client_id == name) | (Nhi.sub == sub))).first()
+    taken = conn.execute(
+        select(Nhi.client_id).where((Nhi.client_id == name) | (Nhi.sub == sub))
+    ).first()
     if taken is not None:
         raise RegistryError("conflict", "an NHI with this name or sub already exists")
-    if resources and conn.execute(select(NhiResource.uri).where(
-            NhiResource.uri.in_(resources))).first() is not None:
+    if (
+        resources
+        and conn.execute(select(NhiResource.uri).where(NhiResource.uri.in_(resources))).first()
+        is not None
+    ):
         raise RegistryError("conflict", "a resource URI is already registered")
-    nhi_id = conn.execute(insert(Nhi).values(
-        client_id=name, kind=kind, sub=sub, owner=owner, status="active", status_reason="",
-        scopes=scope_str(set(scopes or ())), grants=" ".join(_grants(grants)),
-        created_at=now, updated_at=now,
-    ).returning(Nhi.id)).scalar_one()
+    nhi_id = conn.execute(
+        insert(Nhi)
+        .values(
+            client_id=name,
+            kind=kind,
+            sub=sub,
+            owner=owner,
+            status="active",
+            status_reason="",
+            scopes=scope_str(set(scopes or ())),
+            grants=" ".join(_grants(grants)),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(Nhi.id)
+    ).scalar_one()
     for uri in sorted(set(resources)):
         conn.execute(insert(NhiResource).values(uri=uri, nhi_id=nhi_id))
     secret = None
     if jwks is not None or jwks_uri is not None:
-        conn.execute(insert(Credential).values(
-            id=new_credential_id(), nhi_id=nhi_id, type="jwks" if jwks else "jwks_uri",
-            jwks=jwks, jwks_uri=jwks_uri, status="active", created_at=now))
+        conn.execute(
+            insert(Credential).values(
+                id=new_credential_id(),
+                nhi_id=nhi_id,
+                type="jwks" if jwks else "jwks_uri",
+                jwks=jwks,
+                jwks_uri=jwks_uri,
+                status="active",
+                created_at=now,
+            )
+        )
     else:
         secret = generate_secret()
-        conn.execute(insert(Credential).values(
-            id=new_credential_id(), nhi_id=nhi_id, type="secret",
-            secret_hash=hasher.hash(secret), status="active", created_at=now))
+        conn.execute(
+            insert(Credential).values(
+                id=new_credential_id(),
+                nhi_id=nhi_id,
+                type="secret",
+                secret_hash=hasher.hash(secret),
+                status="active",
+                created_at=now,
+            )
+        )
     _audit(conn, now, admin, "admin.nhi.create", nhi=name, kind=kind)
     return _view(conn, _nhi_row(conn, name)), secret
 
@@ -204,8 +289,14 @@ def get_nhi(conn: Connection, name: str) -> NhiView:
     return _view(conn, _nhi_row(conn, name))
 
 
-def list_nhis(conn: Connection, *, kind: str | None = None, status: str | None = None,
-              limit: int = 100, offset: int = 0) -> tuple[list[NhiView], int]:
+def list_nhis(
+    conn: Connection,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[NhiView], int]:
     query = select(Nhi)
     if kind:
         query = query.where(Nhi.kind == kind)
@@ -216,22 +307,33 @@ def list_nhis(conn: Connection, *, kind: str | None = None, status: str | None =
     return [_view(conn, r) for r in rows], int(total)
 
 
-def set_nhi_status(conn: Connection, name: str, *, status: str, reason: str, now: int,
-                   admin: str) -> NhiView:
+def set_nhi_status(
+    conn: Connection, name: str, *, status: str, reason: str, now: int, admin: str
+) -> NhiView:
     if status not in ("active", "disabled"):
         raise _invalid("status must be active or disabled")
     if status == "disabled" and not reason.strip():
         raise _invalid("a reason is required to disable an NHI")
     row = _nhi_row(conn, name)
-    conn.execute(update(Nhi).where(Nhi.id == row.id).values(
-        status=status, status_reason=reason if status == "disabled" else "", updated_at=now))
-    _audit(conn, now, admin, "admin.nhi.disable" if status == "disabled" else "admin.nhi.enable",
-           nhi=name, reason=reason)
+    conn.execute(
+        update(Nhi)
+        .where(Nhi.id == row.id)
+        .values(status=status, status_reason=reason if status == "disabled" else "", updated_at=now)
+    )
+    _audit(
+        conn,
+        now,
+        admin,
+        "admin.nhi.disable" if status == "disabled" else "admin.nhi.enable",
+        nhi=name,
+        reason=reason,
+    )
     return get_nhi(conn, name)
 
 
-def rotate_secret(conn: Connection, hasher: SecretHasher, name: str, *, now: int, admin: str,
-                  grace: int = 3600) -> tuple[str, str]:
+def rotate_secret(
+    conn: Connection, hasher: SecretHasher, name: str, *, now: int, admin: str, grace: int = 3600
+) -> tuple[str, str]:
     """Add a new secret; live secrets keep working for ``grace`` seconds (0: stop now)."""
     if grace < 0:
         raise _invalid("grace must not be negative")
@@ -240,22 +342,38 @@ def rotate_secret(conn: Connection, hasher: SecretHasher, name: str, *, now: int
     if grace == 0:
         conn.execute(update(Credential).where(*old).values(status="revoked", revoked_at=now))
     else:
-        conn.execute(update(Credential).where(*old).where(
-            (Credential.expires_at.is_(None)) | (Credential.expires_at > now + grace))
-            .values(expires_at=now + grace))
+        conn.execute(
+            update(Credential)
+            .where(*old)
+            .where((Credential.expires_at.is_(None)) | (Credential.expires_at > now + grace))
+            .values(expires_at=now + grace)
+        )
     secret, cred_id = generate_secret(), new_credential_id()
-    conn.execute(insert(Credential).values(
-        id=cred_id, nhi_id=row.id, type="secret", secret_hash=hasher.hash(secret),
-        status="active", created_at=now))
-    _audit(conn, now, admin, "admin.credential.rotate", nhi=name, credential=cred_id,
-           grace=grace)
+    conn.execute(
+        insert(Credential).values(
+            id=cred_id,
+            nhi_id=row.id,
+            type="secret",
+            secret_hash=hasher.hash(secret),
+            status="active",
+            created_at=now,
+        )
+    )
+    _audit(conn, now, admin, "admin.credential.rotate", nhi=name, credential=cred_id, grace=grace)
     return cred_id, secret
 
 
 def add_issuer(
-    conn: Connection, *, issuer: str, now: int, admin: str, jwks: dict[str, Any] | None = None,
-    jwks_uri: str | None = None, audiences: list[str] | None = None,
-    algorithms: list[str] | None = None, scope_mode: str = "rule",
+    conn: Connection,
+    *,
+    issuer: str,
+    now: int,
+    admin: str,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    audiences: list[str] | None = None,
+    algorithms: list[str] | None = None,
+    scope_mode: str = "rule",
 ) -> dict[str, Any]:
     if len(issuer) > 2048 or not urlsplit(issuer).scheme:
         raise _invalid("issuer must be an absolute URI")
@@ -273,18 +391,33 @@ def add_issuer(
         raise _invalid("scope mode must be 'rule' or 'cap'")
     if conn.execute(select(TrustedIssuer.id).where(TrustedIssuer.issuer == issuer)).first():
         raise RegistryError("conflict", "this issuer is already trusted")
-    conn.execute(insert(TrustedIssuer).values(
-        issuer=issuer, jwks=jwks, jwks_uri=jwks_uri, algorithms=" ".join(algs),
-        audiences=list(audiences or []), scope_mode=scope_mode, status="active", created_at=now))
+    conn.execute(
+        insert(TrustedIssuer).values(
+            issuer=issuer,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            algorithms=" ".join(algs),
+            audiences=list(audiences or []),
+            scope_mode=scope_mode,
+            status="active",
+            created_at=now,
+        )
+    )
     _audit(conn, now, admin, "admin.issuer.add", issuer=issuer)
     return get_issuer(conn, issuer)
 
 
 def _issuer_dict(row: Any) -> dict[str, Any]:
-    return {"issuer": row.issuer, "jwks_uri": row.jwks_uri,
-            "kids": [k.get("kid") for k in (row.jwks or {}).get("keys", [])],
-            "algorithms": row.algorithms.split(), "audiences": list(row.audiences or []),
-            "scope_mode": row.scope_mode, "status": row.status, "created_at": row.created_at}
+    return {
+        "issuer": row.issuer,
+        "jwks_uri": row.jwks_uri,
+        "kids": [k.get("kid") for k in (row.jwks or {}).get("keys", [])],
+        "algorithms": row.algorithms.split(),
+        "audiences": list(row.audiences or []),
+        "scope_mode": row.scope_mode,
+        "status": row.status,
+        "created_at": row.created_at,
+    }
 
 
 def get_issuer(conn: Connection, issuer: str) -> dict[str, Any]:
@@ -297,4 +430,3 @@ def get_issuer(conn: Connection, issuer: str) -> dict[str, Any]:
 def list_issuers(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(TrustedIssuer).order_by(TrustedIssuer.issuer)).all()
     return [_issuer_dict(r) for r in rows]
-

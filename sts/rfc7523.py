@@ -40,8 +40,9 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, audiences: list[str], leeway: int, jwks_cache: JwksCache,
-                 request: TokenRequest) -> None:
+    def __init__(
+        self, audiences: list[str], leeway: int, jwks_cache: JwksCache, request: TokenRequest
+    ) -> None:
         super().__init__(validate_jti=True, leeway=leeway)
         self._audiences = audiences
         self._jwks_cache = jwks_cache
@@ -80,8 +81,7 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
 def authenticate_private_key_jwt(
     audiences: list[str], leeway: int, max_bytes: int, jwks_cache: JwksCache
 ) -> Callable[..., Client]:
-    def authenticate(query_client: Callable[[str], Client | None],
-                     request: TokenRequest) -> Client:
+    def authenticate(query_client: Callable[[str], Client | None], request: TokenRequest) -> Client:
         if request.param("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidRequest("unsupported client_assertion_type")
         assertion = request.param("client_assertion") or ""
@@ -95,7 +95,9 @@ def authenticate_private_key_jwt(
             return query_client(client_id)
 
         try:
-            client = _Assertion(audiences, leeway, jwks_cache, request)(lookup, request)
+            client: Client | None = _Assertion(audiences, leeway, jwks_cache, request)(
+                lookup, request
+            )
         except InvalidClient:
             raise
         except InvalidClientError as exc:

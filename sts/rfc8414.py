@@ -9,10 +9,20 @@ from sts.settings import Settings
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/jwks.json"
-TOKEN_PATH = "/token"
+TOKEN_PATH = "/token"  # noqa: S105
 #: Algorithms accepted for ``private_key_jwt`` client assertions.
-ASSERTION_ALGORITHMS = ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384",
-                        "PS512", "EdDSA"]
+ASSERTION_ALGORITHMS = [
+    "ES256",
+    "ES384",
+    "ES512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
+]
 
 
 def metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:

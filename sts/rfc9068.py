@@ -15,7 +15,7 @@ import jwt
 
 from sts.keys import SigningKey
 
-ACCESS_TOKEN_TYP = "at+jwt"
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105
 
 
 def new_jti() -> str:
@@ -54,5 +54,9 @@ class AccessToken:
         return claims
 
     def sign(self, key: SigningKey) -> str:
-        return jwt.encode(self.claims(), key.private_key, algorithm=key.alg,
-                          headers={"typ": ACCESS_TOKEN_TYP, "kid": key.kid})
+        return jwt.encode(
+            self.claims(),
+            key.private_key,
+            algorithm=key.alg,
+            headers={"typ": ACCESS_TOKEN_TYP, "kid": key.kid},
+        )

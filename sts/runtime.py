@@ -38,8 +38,9 @@ def ensure_dev_keys(settings: Settings) -> None:
         generate_key(keys_dir, settings.signing_alg)
 
 
-def build_runtime(settings: Settings, clock: Clock | None = None,
-                  engine: Engine | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, clock: Clock | None = None, engine: Engine | None = None
+) -> Runtime:
     """Load keys and open the registry; raise a clear error if either is unusable."""
     ensure_dev_keys(settings)
     retire_after = settings.max_token_ttl + settings.leeway

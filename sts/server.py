@@ -49,28 +49,43 @@ def as_sts_error(err: OAuth2Error) -> errors.StsError:
 
 
 class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, settings: Settings, keys: KeyStore, hasher: SecretHasher, clock: Clock,
-                 jwks_cache: JwksCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyStore,
+        hasher: SecretHasher,
+        clock: Clock,
+        jwks_cache: JwksCache,
+    ) -> None:
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.keys = keys
         self.clock = clock
         self.jwks_cache = jwks_cache
-        self.register_client_auth_method("client_secret_basic",
-                                         authenticate_client_secret_basic(hasher))
-        self.register_client_auth_method("client_secret_post",
-                                         authenticate_client_secret_post(hasher))
-        self.register_client_auth_method("private_key_jwt", authenticate_private_key_jwt(
-            [settings.token_endpoint, settings.issuer], settings.leeway,
-            settings.max_token_bytes, jwks_cache))
+        self.register_client_auth_method(
+            "client_secret_basic", authenticate_client_secret_basic(hasher)
+        )
+        self.register_client_auth_method(
+            "client_secret_post", authenticate_client_secret_post(hasher)
+        )
+        self.register_client_auth_method(
+            "private_key_jwt",
+            authenticate_private_key_jwt(
+                [settings.token_endpoint, settings.issuer],
+                settings.leeway,
+                settings.max_token_bytes,
+                jwks_cache,
+            ),
+        )
         self.register_grant(ClientCredentialsGrant)
 
     # The registered authentication methods look clients up through the request's store.
     def query_client(self, client_id: str) -> Any:
         raise NotImplementedError("clients are looked up through the request's store")
 
-    def authenticate_client(self, request: TokenRequest, methods: list[str],
-                            endpoint: str = "token") -> Any:
+    def authenticate_client(
+        self, request: TokenRequest, methods: list[str], endpoint: str = "token"
+    ) -> Any:
         if self._client_auth is None:
             raise RuntimeError("client authentication methods are not registered")
         return self._client_auth(request, methods, endpoint)
@@ -109,15 +124,32 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     def record_denial(self, request: TokenRequest, err: errors.StsError) -> None:
         facts = request.audit
-        request.store.audit(AuditRecord(
-            at=request.now, event="token.denied", decision="denied", reason=err.reason,
-            request_id=request.request_id, client_id=facts.get("client_id"),
-            credential_id=request.credential_id, subject=facts.get("subject"),
-            target=facts.get("target"), scope=facts.get("scope"),
-            parent_jti=facts.get("parent_jti"), txn=facts.get("txn"),
-            rule_id=facts.get("rule_id"), chain=tuple(facts.get("chain", ())),
-            detail={"error": err.error, "grant_type": facts.get("grant_type")},
-        ))
-        log.info("token denied", extra={"event": "token.denied", "error": err.error,
-                                        "reason": err.reason, "client_id": facts.get("client_id"),
-                                        "request_id": request.request_id})
+        request.store.audit(
+            AuditRecord(
+                at=request.now,
+                event="token.denied",
+                decision="denied",
+                reason=err.reason,
+                request_id=request.request_id,
+                client_id=facts.get("client_id"),
+                credential_id=request.credential_id,
+                subject=facts.get("subject"),
+                target=facts.get("target"),
+                scope=facts.get("scope"),
+                parent_jti=facts.get("parent_jti"),
+                txn=facts.get("txn"),
+                rule_id=facts.get("rule_id"),
+                chain=tuple(facts.get("chain", ())),
+                detail={"error": err.error, "grant_type": facts.get("grant_type")},
+            )
+        )
+        log.info(
+            "token denied",
+            extra={
+                "event": "token.denied",
+                "error": err.error,
+                "reason": err.reason,
+                "client_id": facts.get("client_id"),
+                "request_id": request.request_id,
+            },
+        )

@@ -93,8 +93,15 @@ class Settings:
             raise SettingsError("STS_DATABASE_URL must be a sqlite:// or postgresql:// URL")
         if self.signing_alg not in SIGNING_ALGORITHMS:
             raise SettingsError(f"STS_SIGNING_ALG must be one of {', '.join(SIGNING_ALGORITHMS)}")
-        for name in ("token_ttl", "max_token_ttl", "max_chain_depth", "max_request_bytes",
-                     "max_token_bytes", "jwks_cache_seconds", "retry_after_seconds"):
+        for name in (
+            "token_ttl",
+            "max_token_ttl",
+            "max_chain_depth",
+            "max_request_bytes",
+            "max_token_bytes",
+            "jwks_cache_seconds",
+            "retry_after_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"STS_{name.upper()} must be a positive integer")
         if self.leeway < 0 or self.leeway > 300:
@@ -123,8 +130,9 @@ class Settings:
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        path = config_file or (Path(environ["STS_CONFIG_FILE"]) if "STS_CONFIG_FILE" in environ
-                               else None)
+        path = config_file or (
+            Path(environ["STS_CONFIG_FILE"]) if "STS_CONFIG_FILE" in environ else None
+        )
         if path is not None and not path.is_file():
             raise SettingsError(f"STS_CONFIG_FILE: {path} does not exist")
         if path is None and DEFAULT_CONFIG_FILE.is_file():
@@ -147,15 +155,16 @@ class Settings:
         default = cls()
         out: dict[str, Any] = {}
         for name, raw in values.items():
-            kind: Callable[[Any], Any] = type(getattr(default, name))
-            if kind is bool and isinstance(raw, str):
-                kind = _bool
-            elif kind is int and isinstance(raw, bool):
-                raise SettingsError(f"STS_{name.upper()} must be an integer")
-            elif issubclass(kind, Path):
-                kind = Path
+            current = getattr(default, name)
+            convert: Callable[[Any], Any] = type(current)
+            if isinstance(current, Path):
+                convert = Path
+            elif isinstance(current, bool):
+                convert = _bool if isinstance(raw, str) else bool
+            elif isinstance(raw, bool):
+                raise SettingsError(f"STS_{name.upper()} must be a number")
             try:
-                out[name] = kind(raw)
+                out[name] = convert(raw)
             except (TypeError, ValueError) as exc:
                 raise SettingsError(f"STS_{name.upper()} is invalid: {exc}") from None
         return replace(default, **out)

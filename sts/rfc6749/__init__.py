@@ -1,7 +1,10 @@
 """RFC 6749: the token endpoint request, client authentication (§2.3) and the
 ``client_credentials`` grant (§4.4)."""
 
-from sts.rfc6749.client_auth import authenticate_client_secret_basic, authenticate_client_secret_post
+from sts.rfc6749.client_auth import (
+    authenticate_client_secret_basic,
+    authenticate_client_secret_post,
+)
 from sts.rfc6749.grants import ClientCredentialsGrant
 from sts.rfc6749.request import TokenRequest
 

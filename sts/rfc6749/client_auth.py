@@ -38,15 +38,20 @@ def detect_auth_method(request: TokenRequest) -> str:
     if any(request.param(p) is not None for p in CLIENT_ASSERTION_PARAMS):
         used.append("private_key_jwt")
     if len(used) > 1:
-        raise InvalidRequest("more than one client authentication method: " + ",".join(used),
-                             "Use exactly one client authentication method.")
+        raise InvalidRequest(
+            "more than one client authentication method: " + ",".join(used),
+            "Use exactly one client authentication method.",
+        )
     if not used:
         raise InvalidClient("no client authentication")
     return used[0]
 
 
 def _check_secret(
-    hasher: SecretHasher, request: TokenRequest, query_client: QueryClient, client_id: str,
+    hasher: SecretHasher,
+    request: TokenRequest,
+    query_client: QueryClient,
+    client_id: str,
     secret: str,
 ) -> Client:
     request.audit["client_id"] = client_id[:255]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 
@@ -38,7 +38,7 @@ def parse_scope(value: str | None) -> frozenset[str] | None:
 class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
     """Common steps of every Chain STS grant: one authentication method, grant allowed."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
     request: TokenRequest
     server: ChainAuthorizationServer
 
@@ -52,22 +52,39 @@ class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
             raise UnauthorizedClient(f"grant {self.GRANT_TYPE} not allowed for client")
         return client
 
-    def issue(self, token: AccessToken, lineage: IssuedRecord, extra: dict[str, Any]) -> TokenResponse:
+    def issue(
+        self, token: AccessToken, lineage: IssuedRecord, extra: dict[str, Any]
+    ) -> TokenResponse:
         """Sign, record lineage and the audit event (same transaction), and respond."""
         request = self.request
         signed = token.sign(self.server.keys.ring.signing)
         request.store.record_token(lineage)
-        request.store.audit(AuditRecord(
-            at=request.now, event="token.issued", decision="allowed",
-            reason="issued", request_id=request.request_id,
-            client_id=lineage.client_id, credential_id=lineage.credential_id,
-            subject=lineage.subject, target=lineage.target, scope=lineage.scope,
-            jti=lineage.jti, parent_jti=lineage.parent_jti, txn=lineage.txn,
-            rule_id=lineage.rule_id, chain=lineage.chain,
-            detail={"grant_type": self.GRANT_TYPE, "exp": token.exp},
-        ))
-        body: dict[str, Any] = {"access_token": signed, "token_type": "Bearer",
-                                "expires_in": token.exp - token.iat, **extra}
+        request.store.audit(
+            AuditRecord(
+                at=request.now,
+                event="token.issued",
+                decision="allowed",
+                reason="issued",
+                request_id=request.request_id,
+                client_id=lineage.client_id,
+                credential_id=lineage.credential_id,
+                subject=lineage.subject,
+                target=lineage.target,
+                scope=lineage.scope,
+                jti=lineage.jti,
+                parent_jti=lineage.parent_jti,
+                txn=lineage.txn,
+                rule_id=lineage.rule_id,
+                chain=lineage.chain,
+                detail={"grant_type": self.GRANT_TYPE, "exp": token.exp},
+            )
+        )
+        body: dict[str, Any] = {
+            "access_token": signed,
+            "token_type": "Bearer",
+            "expires_in": token.exp - token.iat,
+            **extra,
+        }
         if token.scope:
             body["scope"] = token.scope
         return 200, body, list(self.TOKEN_RESPONSE_HEADER)
@@ -89,7 +106,8 @@ class ClientCredentialsGrant(StsGrant):
             raise InvalidScope("requested scope exceeds the client's scopes")
         self.scopes = client.scopes if requested is None else requested
         self.target: Target | None = resolve_target(
-            self.request.store, self.request.params("audience"), self.request.params("resource"))
+            self.request.store, self.request.params("audience"), self.request.params("resource")
+        )
 
     def create_token_response(self) -> TokenResponse:
         request, settings = self.request, self.server.settings
@@ -98,14 +116,31 @@ class ClientCredentialsGrant(StsGrant):
         jti = new_jti()
         aud = self.target.client_id if self.target else settings.issuer
         token = AccessToken(
-            iss=settings.issuer, sub=client.sub, aud=aud, client_id=client.client_id,
-            scope=scope_str(self.scopes), iat=request.now,
-            exp=request.now + min(settings.token_ttl, settings.max_token_ttl), jti=jti, txn=jti,
+            iss=settings.issuer,
+            sub=client.sub,
+            aud=aud,
+            client_id=client.client_id,
+            scope=scope_str(self.scopes),
+            iat=request.now,
+            exp=request.now + min(settings.token_ttl, settings.max_token_ttl),
+            jti=jti,
+            txn=jti,
         )
         lineage = IssuedRecord(
-            jti=jti, parent_jti=None, txn=jti, grant_type=self.GRANT_TYPE, subject=client.sub,
-            subject_issuer=settings.issuer, actor_id=client.id, client_id=client.client_id,
-            credential_id=request.credential_id, target=aud, scope=token.scope, rule_id=None,
-            chain=(), issued_at=token.iat, expires_at=token.exp,
+            jti=jti,
+            parent_jti=None,
+            txn=jti,
+            grant_type=self.GRANT_TYPE,
+            subject=client.sub,
+            subject_issuer=settings.issuer,
+            actor_id=client.id,
+            client_id=client.client_id,
+            credential_id=request.credential_id,
+            target=aud,
+            scope=token.scope,
+            rule_id=None,
+            chain=(),
+            issued_at=token.iat,
+            expires_at=token.exp,
         )
         return self.issue(token, lineage, {})

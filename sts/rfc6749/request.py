@@ -45,7 +45,7 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         self,
         method: str,
         uri: str,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | Any,
         form: Iterable[tuple[str, str]],
         store: Store,
         now: int,
@@ -75,14 +75,14 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
 
     @property
     def form(self) -> dict[str, str]:
-        return self.payload.data  # type: ignore[no-any-return]
+        return self.payload.data
 
     @property
     def args(self) -> dict[str, str]:
         return {}
 
     def param(self, name: str) -> str | None:
-        return self.payload.data.get(name)  # type: ignore[no-any-return]
+        return self.payload.data.get(name)
 
     def params(self, name: str) -> list[str]:
         return list(self.payload.datalist.get(name, []))

@@ -11,14 +11,31 @@ from sqlalchemy.engine import Connection
 
 from sts.domain import Client, CredentialView, Target, scope_set
 from sts.ports import AuditRecord, IssuedRecord
-from sts.store.models import AuditEvent, ClientAssertionJti, Credential, IssuedToken, Nhi, NhiResource
-
-_CLIENT_QUERY = (
-    select(Nhi.id, Nhi.client_id, Nhi.kind, Nhi.sub, Nhi.owner, Nhi.status, Nhi.scopes,
-           Nhi.grants, Credential.id.label("cred_id"), Credential.type, Credential.secret_hash,
-           Credential.jwks, Credential.jwks_uri, Credential.expires_at)
-    .outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
+from sts.store.models import (
+    AuditEvent,
+    ClientAssertionJti,
+    Credential,
+    IssuedToken,
+    Nhi,
+    NhiResource,
 )
+
+_CLIENT_QUERY = select(
+    Nhi.id,
+    Nhi.client_id,
+    Nhi.kind,
+    Nhi.sub,
+    Nhi.owner,
+    Nhi.status,
+    Nhi.scopes,
+    Nhi.grants,
+    Credential.id.label("cred_id"),
+    Credential.type,
+    Credential.secret_hash,
+    Credential.jwks,
+    Credential.jwks_uri,
+    Credential.expires_at,
+).outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
 _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status)
 
 
@@ -36,12 +53,24 @@ class SqlStore:
             for r in rows
             if r.cred_id is not None and (r.expires_at is None or r.expires_at > now)
         )
-        return Client(first.id, first.client_id, first.kind, first.sub, first.owner, first.status,
-                      scope_set(first.scopes), scope_set(first.grants), creds)
+        return Client(
+            first.id,
+            first.client_id,
+            first.kind,
+            first.sub,
+            first.owner,
+            first.status,
+            scope_set(first.scopes),
+            scope_set(first.grants),
+            creds,
+        )
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
-        self.conn.execute(delete(ClientAssertionJti).where(
-            ClientAssertionJti.client_id == client_id, ClientAssertionJti.expires_at < now))
+        self.conn.execute(
+            delete(ClientAssertionJti).where(
+                ClientAssertionJti.client_id == client_id, ClientAssertionJti.expires_at < now
+            )
+        )
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
         dialect = self.conn.dialect.name
         stmt: Any

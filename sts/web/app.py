@@ -45,16 +45,22 @@ def _error(err: errors.StsError) -> Response:
 def _form_pairs(max_bytes: int) -> list[tuple[str, str]]:
     """Read the body as ``application/x-www-form-urlencoded`` only (RFC 6749 §3.2)."""
     if request.mimetype != "application/x-www-form-urlencoded":
-        raise errors.InvalidRequest("token request body is not form-encoded",
-                                    "The body must be application/x-www-form-urlencoded.")
+        raise errors.InvalidRequest(
+            "token request body is not form-encoded",
+            "The body must be application/x-www-form-urlencoded.",
+        )
     if request.content_length is not None and request.content_length > max_bytes:
         raise errors.InvalidRequest("request body too large", "Request too large.")
     body = request.stream.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise errors.InvalidRequest("request body too large", "Request too large.")
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                         max_num_fields=MAX_FORM_FIELDS, errors="strict")
+        return parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+            errors="strict",
+        )
     except (UnicodeDecodeError, ValueError):
         raise errors.InvalidRequest("undecodable form body", "The body is malformed.") from None
 
@@ -62,13 +68,20 @@ def _form_pairs(max_bytes: int) -> list[tuple[str, str]]:
 def token() -> Response:
     rt = runtime()
     if request.method != "POST":
-        raise errors.InvalidRequest("token endpoint called with " + request.method,
-                                    "The token endpoint accepts POST only.")
+        raise errors.InvalidRequest(
+            "token endpoint called with " + request.method, "The token endpoint accepts POST only."
+        )
     pairs = _form_pairs(rt.settings.max_request_bytes)
     with rt.engine.begin() as conn:
         oauth_request = TokenRequest(
-            "POST", rt.settings.token_endpoint, request.headers, pairs, SqlStore(conn),
-            rt.clock.now(), g.request_id)
+            "POST",
+            rt.settings.token_endpoint,
+            request.headers,
+            pairs,
+            SqlStore(conn),
+            rt.clock.now(),
+            g.request_id,
+        )
         status, body, headers = rt.server.token_response(oauth_request)
     # The transaction has committed: the lineage and audit rows exist before the token leaves.
     return _json(body, status, headers)
@@ -76,14 +89,17 @@ def token() -> Response:
 
 def oauth_metadata() -> Response:
     rt = runtime()
-    return _json(metadata(rt.settings, rt.server.grant_types),
-                 headers=[("Cache-Control", "public, max-age=300")])
+    return _json(
+        metadata(rt.settings, rt.server.grant_types),
+        headers=[("Cache-Control", "public, max-age=300")],
+    )
 
 
 def jwks() -> Response:
     rt = runtime()
-    return _json(rt.keys.ring.jwks(rt.clock.now()),
-                 headers=[("Cache-Control", "public, max-age=60")])
+    return _json(
+        rt.keys.ring.jwks(rt.clock.now()), headers=[("Cache-Control", "public, max-age=60")]
+    )
 
 
 def healthz() -> Response:
@@ -97,16 +113,17 @@ def readyz() -> Response:
         with rt.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok" if schema_ready(rt.engine) else "not migrated"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         checks["database"] = "unavailable" if is_unavailable(exc) else "error"
     try:
         rt.keys.ring.signing  # noqa: B018 - loads or reloads the key ring
         checks["keys"] = "ok"
-    except Exception:  # noqa: BLE001
+    except Exception:
         checks["keys"] = "error"
     ready = all(v == "ok" for v in checks.values())
-    return _json({"status": "ready" if ready else "not ready", "checks": checks},
-                 200 if ready else 503)
+    return _json(
+        {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
+    )
 
 
 def _handle_exception(exc: Exception) -> Response:
@@ -118,10 +135,13 @@ def _handle_exception(exc: Exception) -> Response:
         return _json({"error": name, "error_description": exc.name}, code)
     rt = runtime()
     if is_unavailable(exc):
-        log.warning("database unavailable", extra={"event": "db.unavailable",
-                                                    "request_id": g.get("request_id")})
-        return _error(errors.TemporarilyUnavailable("database unavailable",
-                                                    rt.settings.retry_after_seconds))
+        log.warning(
+            "database unavailable",
+            extra={"event": "db.unavailable", "request_id": g.get("request_id")},
+        )
+        return _error(
+            errors.TemporarilyUnavailable("database unavailable", rt.settings.retry_after_seconds)
+        )
     log.error("unhandled error", exc_info=exc, extra={"request_id": g.get("request_id")})
     return _error(errors.ServerError(type(exc).__name__))
 
@@ -138,16 +158,16 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
-               rt: Runtime | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, rt: Runtime | None = None
+) -> Flask:
     """Build the STS. ``settings`` default to ``Settings.load()`` (env over config file)."""
     settings = settings or Settings.load()
     logs.configure(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["sts"] = rt or build_runtime(settings, clock)
-    app.add_url_rule(TOKEN_PATH, "token", token, methods=["GET", "POST", "PUT", "DELETE",
-                                                          "PATCH"])
+    app.add_url_rule(TOKEN_PATH, "token", token, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     app.add_url_rule(METADATA_PATH, "metadata", oauth_metadata)
     app.add_url_rule(JWKS_PATH, "jwks", jwks)
     app.add_url_rule("/healthz", "healthz", healthz)

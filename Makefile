@@ -1,0 +1,33 @@
+# Chain STS developer commands. Both create the virtual environment and install what they
+# need on first use.
+#   make run    start the STS on http://127.0.0.1:8000 (SQLite, dev keys, demo registry)
+#   make test   lint, type-check and run the test suite on SQLite and PostgreSQL
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/sts serve --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check sts tests migrations
+	$(BIN)/ruff format --check sts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
