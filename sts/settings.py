@@ -7,6 +7,7 @@ boot with a :class:`SettingsError` that names the setting, never later in a requ
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -108,8 +109,8 @@ class Settings:
             raise SettingsError("STS_LEEWAY must be between 0 and 300 seconds")
         if self.token_ttl > self.max_token_ttl:
             raise SettingsError("STS_TOKEN_TTL must not exceed STS_MAX_TOKEN_TTL")
-        if self.jwks_fetch_timeout <= 0:
-            raise SettingsError("STS_JWKS_FETCH_TIMEOUT must be positive")
+        if not 0 < self.jwks_fetch_timeout < math.inf:
+            raise SettingsError("STS_JWKS_FETCH_TIMEOUT must be a positive number of seconds")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("STS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         if self.demo_registry and self.is_production:
@@ -162,7 +163,10 @@ class Settings:
             elif isinstance(current, bool):
                 convert = _bool if isinstance(raw, str) else bool
             elif isinstance(raw, bool):
-                raise SettingsError(f"STS_{name.upper()} must be a number")
+                raise SettingsError(f"STS_{name.upper()} must not be true/false")
+            elif isinstance(current, int) and isinstance(raw, float):
+                # int(60.9) would silently truncate: an integer setting takes integers only.
+                raise SettingsError(f"STS_{name.upper()} must be an integer")
             try:
                 out[name] = convert(raw)
             except (TypeError, ValueError) as exc:
@@ -179,4 +183,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     section = data.get("sts", data)
     if not isinstance(section, dict):
         raise SettingsError(f"config file {path}: [sts] must be a table")
+    outside = sorted(set(data) - {"sts"}) if "sts" in data else []
+    if outside:
+        # A key above the [sts] header would otherwise be silently ignored.
+        raise SettingsError(f"config file {path}: unknown setting outside [sts]: {outside[0]}")
     return dict(section)
