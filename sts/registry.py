@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from sts.credentials import SecretHasher, generate_secret, new_credential_id
 from sts.domain import CLIENT_CREDENTIALS, GRANT_TYPES, KINDS, TOKEN_EXCHANGE, scope_str
+from sts.errors import InvalidScope
 from sts.ports import AuditRecord
 from sts.rfc6749.grants import parse_scope
 from sts.store.models import Credential, Nhi, NhiResource, TrustedIssuer
@@ -219,7 +220,10 @@ def create_nhi(
     sub = sub or name
     if len(sub) > 2048 or not sub.strip() or sub != sub.strip():
         raise _invalid("sub must be a non-empty string without surrounding spaces")
-    scopes = parse_scope(scope) if scope else frozenset()
+    try:
+        scopes = parse_scope(scope) if scope else frozenset()
+    except InvalidScope:
+        raise _invalid("scope must be space-separated RFC 6749 §3.3 scope tokens") from None
     if jwks is not None and jwks_uri is not None:
         raise _invalid("give either a JWKS or a JWKS URI, not both")
     if jwks is not None:
