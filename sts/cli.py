@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import click
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from sts import registry
 from sts.credentials import SecretHasher, load_hash_key
@@ -85,6 +86,13 @@ def handles_errors(fn: F) -> F:
             sys.exit(2)
         except (KeyError_, SettingsError) as exc:
             raise click.ClickException(str(exc)) from None
+        except DBAPIError as exc:
+            # One line, never the statement or its parameters: the driver says what is wrong
+            # (server unreachable, schema not migrated, ...).
+            lines = str(exc.orig).strip().splitlines()
+            raise click.ClickException(
+                f"database error: {lines[0] if lines else type(exc.orig).__name__}"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
