@@ -80,3 +80,4 @@ class Target:
     client_id: str
     sub: str
     status: str
+    kind: str

@@ -55,6 +55,57 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class IssuerConfig:
+    """A trusted external issuer (DESIGN §3)."""
+
+    issuer: str
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    algorithms: tuple[str, ...]
+    audiences: tuple[str, ...]
+    scope_mode: str  # cap | rule
+    status: str
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One lineage row of a token's ancestry, with the liveness facts policy judges."""
+
+    jti: str
+    parent_jti: str | None
+    txn: str
+    subject: str
+    subject_issuer: str
+    client_id: str
+    actor_id: int | None
+    actor_status: str | None
+    rule_id: str | None
+    rule_in_force: bool
+    revoked: bool
+    chain: tuple[str, ...]
+    target: str
+    scope: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A delegation rule as policy sees it (DESIGN §5.5). ``targets`` holds NHI ids;
+    ``None`` in it means ``*``."""
+
+    id: str
+    actor_id: int
+    subject_type: str  # any | sub | issuer | kind
+    subject_value: str
+    upstream_sub: str | None
+    scopes: frozenset[str]
+    max_depth: int | None
+    max_ttl: int | None
+    expires_at: int | None
+    targets: frozenset[int | None]
+
+
 class Store(Protocol):
     def client(self, client_id: str, now: int) -> Client | None:
         """The NHI with its credentials live at ``now``, or ``None``."""
@@ -69,3 +120,13 @@ class Store(Protocol):
     def record_token(self, record: IssuedRecord) -> None: ...
 
     def audit(self, record: AuditRecord) -> None: ...
+
+    def nhi_by_sub(self, sub: str) -> Target | None: ...
+
+    def trusted_issuer(self, issuer: str) -> IssuerConfig | None: ...
+
+    def lineage(self, jti: str, now: int) -> list[Hop]:
+        """The token's lineage row and its ancestors', the token itself first."""
+
+    def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
+        """Enabled, unexpired rules of this actor that name this target (or ``*``)."""

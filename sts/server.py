@@ -26,7 +26,9 @@ from sts.rfc6749 import (
     authenticate_client_secret_post,
 )
 from sts.rfc7523 import authenticate_private_key_jwt
+from sts.rfc8693 import TokenExchangeGrant
 from sts.settings import Settings
+from sts.validation import TokenValidator
 
 log = logging.getLogger("sts.token")
 
@@ -77,7 +79,9 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 jwks_cache,
             ),
         )
+        self.validator = TokenValidator(settings, keys, jwks_cache)
         self.register_grant(ClientCredentialsGrant)
+        self.register_grant(TokenExchangeGrant)
 
     # The registered authentication methods look clients up through the request's store.
     def query_client(self, client_id: str) -> Any:

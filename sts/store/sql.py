@@ -5,20 +5,27 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import and_, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
 from sts.domain import Client, CredentialView, Target, scope_set
-from sts.ports import AuditRecord, IssuedRecord
+from sts.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
 from sts.store.models import (
     AuditEvent,
     ClientAssertionJti,
     Credential,
+    DelegationRule,
     IssuedToken,
     Nhi,
     NhiResource,
+    RuleTarget,
+    TrustedIssuer,
 )
+
+#: Lineage walks stop here whatever the data says (the chain depth cap is far below).
+MAX_LINEAGE = 64
 
 _CLIENT_QUERY = select(
     Nhi.id,
@@ -36,7 +43,7 @@ _CLIENT_QUERY = select(
     Credential.jwks_uri,
     Credential.expires_at,
 ).outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
-_TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status)
+_TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 
 
 class SqlStore:
@@ -103,3 +110,111 @@ class SqlStore:
         values = asdict(record)
         values["chain"] = list(record.chain)
         self.conn.execute(insert(AuditEvent).values(values))
+
+    def nhi_by_sub(self, sub: str) -> Target | None:
+        row = self.conn.execute(select(*_TARGET_COLUMNS).where(Nhi.sub == sub)).first()
+        return Target(*row) if row else None
+
+    def trusted_issuer(self, issuer: str) -> IssuerConfig | None:
+        row = self.conn.execute(select(TrustedIssuer).where(TrustedIssuer.issuer == issuer)).first()
+        if row is None:
+            return None
+        return IssuerConfig(
+            row.issuer,
+            row.jwks,
+            row.jwks_uri,
+            tuple(row.algorithms.split()),
+            tuple(row.audiences or ()),
+            row.scope_mode,
+            row.status,
+        )
+
+    def lineage(self, jti: str, now: int) -> list[Hop]:
+        """One statement: a recursive walk up ``parent_jti`` joined with actor and rule state."""
+        walk = (
+            select(IssuedToken.jti, IssuedToken.parent_jti, literal(0).label("n"))
+            .where(IssuedToken.jti == jti)
+            .cte("walk", recursive=True)
+        )
+        parent = aliased(IssuedToken)
+        walk = walk.union_all(
+            select(parent.jti, parent.parent_jti, (walk.c.n + 1).label("n"))
+            .join(walk, parent.jti == walk.c.parent_jti)
+            .where(walk.c.n < MAX_LINEAGE)
+        )
+        rows = self.conn.execute(
+            select(
+                IssuedToken,
+                Nhi.status.label("actor_status"),
+                DelegationRule.status.label("rule_status"),
+                DelegationRule.expires_at.label("rule_expires_at"),
+            )
+            .join(walk, walk.c.jti == IssuedToken.jti)
+            .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
+            .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
+            .order_by(walk.c.n)
+        ).all()
+        return [
+            Hop(
+                jti=r.jti,
+                parent_jti=r.parent_jti,
+                txn=r.txn,
+                subject=r.subject,
+                subject_issuer=r.subject_issuer,
+                client_id=r.client_id,
+                actor_id=r.actor_id,
+                actor_status=r.actor_status,
+                rule_id=r.rule_id,
+                rule_in_force=r.rule_id is None
+                or (
+                    r.rule_status == "enabled"
+                    and (r.rule_expires_at is None or r.rule_expires_at > now)
+                ),
+                revoked=r.revoked_at is not None,
+                chain=tuple(r.chain or ()),
+                target=r.target,
+                scope=r.scope,
+                expires_at=r.expires_at,
+            )
+            for r in rows
+        ]
+
+    def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
+        upstream = aliased(Nhi)
+        matching = select(RuleTarget.rule_id).where(
+            or_(RuleTarget.target_id == target_id, RuleTarget.target_id.is_(None))
+        )
+        rows = self.conn.execute(
+            select(DelegationRule, upstream.sub.label("upstream_sub"))
+            .outerjoin(upstream, upstream.id == DelegationRule.upstream_id)
+            .where(
+                DelegationRule.actor_id == actor_id,
+                DelegationRule.status == "enabled",
+                or_(DelegationRule.expires_at.is_(None), DelegationRule.expires_at > now),
+                DelegationRule.id.in_(matching),
+            )
+            .order_by(DelegationRule.created_at, DelegationRule.id)
+        ).all()
+        targets: dict[str, set[int | None]] = {r.id: set() for r in rows}
+        if rows:
+            for rule_id, tid in self.conn.execute(
+                select(RuleTarget.rule_id, RuleTarget.target_id).where(
+                    RuleTarget.rule_id.in_(list(targets))
+                )
+            ):
+                targets[rule_id].add(tid)
+        return [
+            RuleView(
+                r.id,
+                r.actor_id,
+                r.subject_type,
+                r.subject_value,
+                r.upstream_sub,
+                scope_set(r.scopes),
+                r.max_depth,
+                r.max_ttl,
+                r.expires_at,
+                frozenset(targets[r.id]),
+            )
+            for r in rows
+        ]

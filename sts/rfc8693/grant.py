@@ -1,0 +1,215 @@
+"""The token-exchange grant (RFC 8693 §2) as an explicit pipeline (DESIGN §5).
+
+parse → authenticate → validate tokens → bind audience → actor → target → chain → policy →
+mint → record → respond. Each step is a method that reads the previous steps' results and
+either adds its own or raises the documented OAuth error; ``request.audit`` collects the facts
+the audit event of a denial needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sts.chain import Actor, Chain, ChainError
+from sts.domain import TOKEN_EXCHANGE, Client, Target, scope_str
+from sts.errors import InvalidRequest
+from sts.policy import Decision, Subject, decide
+from sts.ports import IssuedRecord
+from sts.rfc6749.grants import StsGrant, TokenResponse
+from sts.rfc8693.params import ExchangeParams, parse_exchange_params
+from sts.rfc9068 import AccessToken, new_jti
+from sts.targets import resolve_target
+
+if TYPE_CHECKING:
+    from sts.validation import ValidatedToken
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Everything decided about this exchange, ready to mint."""
+
+    client: Client
+    subject: ValidatedToken
+    actor: Actor
+    target: Target
+    chain: Chain
+    decision: Decision
+    requested_token_type: str
+
+
+class TokenExchangeGrant(StsGrant):
+    GRANT_TYPE = TOKEN_EXCHANGE
+
+    def validate_token_request(self) -> None:
+        request, settings = self.request, self.server.settings
+        params = parse_exchange_params(request, settings.max_token_bytes)
+        client = self.authenticate_token_endpoint_client()
+        subject = self.validate_subject(params)
+        self.bind_audience(subject, client, "subject")
+        actor, actor_exp = self.resolve_actor(params, client, subject)
+        target = self.resolve_target(params, client)
+        chain = self.extend_chain(subject, actor)
+        decision = self.decide(client, subject, target, chain, params, actor_exp)
+        self.exchange = Exchange(
+            client, subject, actor, target, chain, decision, params.requested_token_type
+        )
+
+    # -- steps -----------------------------------------------------------------------------
+    def validate_subject(self, params: ExchangeParams) -> ValidatedToken:
+        """DESIGN §5.2."""
+        request = self.request
+        subject = self.server.validator.validate(
+            params.subject_token, "subject", request.store, request.now
+        )
+        request.audit.update(
+            subject=subject.sub,
+            parent_jti=subject.jti if subject.own else None,
+            txn=subject.txn,
+            chain=subject.chain.subs(),
+        )
+        return subject
+
+    def bind_audience(self, token: ValidatedToken, client: Client, role: str) -> None:
+        """DESIGN §5.3: only the token's audience may exchange it (or anyone, if the
+        audience is this STS itself)."""
+        settings = self.server.settings
+        accepted = {client.client_id, client.sub, settings.issuer, settings.token_endpoint}
+        if not accepted & set(token.aud):
+            raise InvalidRequest(
+                f"{role} token is not addressed to this client",
+                f"The {role} token is not addressed to this client.",
+            )
+
+    def resolve_actor(
+        self, params: ExchangeParams, client: Client, subject: ValidatedToken
+    ) -> tuple[Actor, int | None]:
+        """DESIGN §5.4: the actor is the authenticated client; an actor token must prove it.
+        Returns the actor and the actor token's ``exp`` (which caps the new token's)."""
+        request = self.request
+        actor, actor_exp = Actor(client.sub), None
+        if params.actor_token is not None:
+            token = self.server.validator.validate(
+                params.actor_token, "actor", request.store, request.now
+            )
+            if token.sub != client.sub:
+                raise InvalidRequest(
+                    "actor token sub is not the authenticated client",
+                    "The actor token does not identify this client.",
+                )
+            if token.chain.depth:
+                raise InvalidRequest(
+                    "actor token carries a delegation chain", "The actor token must not carry act."
+                )
+            self.bind_audience(token, client, "actor")
+            actor_exp = token.exp
+            if not token.own:
+                actor = Actor(client.sub, token.issuer)
+        if subject.may_act is not None:
+            expected_iss = subject.may_act.iss
+            actor_iss = actor.iss or self.server.settings.issuer
+            if subject.may_act.sub != actor.sub or (expected_iss and expected_iss != actor_iss):
+                raise InvalidRequest(
+                    "actor does not match may_act", "The actor is not allowed by may_act."
+                )
+        return actor, actor_exp
+
+    def resolve_target(self, params: ExchangeParams, client: Client) -> Target:
+        """DESIGN §5.6: one registered target; omitted means the actor itself."""
+        request = self.request
+        target = resolve_target(request.store, params.audiences, params.resources)
+        if target is None:
+            target = Target(client.id, client.client_id, client.sub, client.status, client.kind)
+        request.audit["target"] = target.client_id
+        return target
+
+    def extend_chain(self, subject: ValidatedToken, actor: Actor) -> Chain:
+        """DESIGN §5.9: newest actor outermost; no level for self; cycles refused."""
+        try:
+            chain = subject.chain.after_hop(actor, subject.sub)
+        except ChainError as exc:
+            raise InvalidRequest(f"cycle: {exc}") from None
+        self.request.audit["chain"] = chain.subs()
+        return chain
+
+    def decide(
+        self,
+        client: Client,
+        subject: ValidatedToken,
+        target: Target,
+        chain: Chain,
+        params: ExchangeParams,
+        actor_exp: int | None,
+    ) -> Decision:
+        """DESIGN §5.5, §5.7, §5.8."""
+        request, settings = self.request, self.server.settings
+        store = request.store
+        rooted_here = subject.subject_issuer == settings.issuer
+        subject_nhi = store.nhi_by_sub(subject.sub) if rooted_here else None
+        if subject.own:
+            cap: frozenset[str] | None = subject.scopes or frozenset()
+        elif subject.issuer_config is not None and subject.issuer_config.scope_mode == "cap":
+            cap = subject.scopes or frozenset()
+        else:
+            cap = None
+        outermost = subject.chain.outermost
+        upstream = outermost.sub if outermost else (subject.sub if subject_nhi else None)
+        facts = Subject(
+            subject.sub,
+            subject.subject_issuer,
+            subject_nhi.kind if subject_nhi else None,
+            cap,
+            upstream,
+        )
+        exps = (subject.exp,) if actor_exp is None else (subject.exp, actor_exp)
+        decision = decide(
+            rules=store.rules_for(client.id, target.id, request.now),
+            subject=facts,
+            new_chain=chain,
+            requested=params.scope,
+            now=request.now,
+            default_ttl=settings.token_ttl,
+            max_ttl=settings.max_token_ttl,
+            max_depth=settings.max_chain_depth,
+            token_exps=exps,
+        )
+        request.audit.update(rule_id=decision.rule.id, scope=scope_str(decision.scopes))
+        return decision
+
+    # -- mint, record, respond ------------------------------------------------------------
+    def create_token_response(self) -> TokenResponse:
+        """RFC 8693 §2.2.1."""
+        request, settings, hop = self.request, self.server.settings, self.exchange
+        jti = new_jti()
+        txn = hop.subject.txn or jti
+        token = AccessToken(
+            iss=settings.issuer,
+            sub=hop.subject.sub,
+            aud=hop.target.client_id,
+            client_id=hop.client.client_id,
+            scope=scope_str(hop.decision.scopes),
+            iat=request.now,
+            exp=hop.decision.exp,
+            jti=jti,
+            txn=txn,
+            act=hop.chain.to_act(),
+        )
+        lineage = IssuedRecord(
+            jti=jti,
+            parent_jti=hop.subject.jti if hop.subject.own else None,
+            txn=txn,
+            grant_type=self.GRANT_TYPE,
+            subject=hop.subject.sub,
+            subject_issuer=hop.subject.subject_issuer,
+            actor_id=hop.client.id,
+            client_id=hop.client.client_id,
+            credential_id=request.credential_id,
+            target=hop.target.client_id,
+            scope=token.scope,
+            rule_id=hop.decision.rule.id,
+            chain=hop.chain.subs(),
+            issued_at=token.iat,
+            expires_at=token.exp,
+        )
+        extra: dict[str, Any] = {"issued_token_type": hop.requested_token_type}
+        return self.issue(token, lineage, extra)
