@@ -97,7 +97,9 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+json_option: Callable[[F], F] = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts."
+)
 
 
 @click.group()
@@ -439,3 +441,10 @@ def issuer_list(as_json: bool) -> None:
             click.echo(f"{r['issuer']}  {r['status']}  {r['jwks_uri'] or 'inline JWKS'}")
 
     _emit(as_json, rows, human)
+
+
+# Command groups that live in their own modules (imported last: they reuse the helpers above).
+from sts.cli_delegation import chain, rule  # noqa: E402
+
+main.add_command(rule)
+main.add_command(chain)
