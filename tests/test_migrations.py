@@ -21,28 +21,33 @@ from sqlalchemy import inspect, text
 from sts.migrate import alembic_config, upgrade
 from sts.store.db import create_engine
 from sts.store.models import Base
-from tests.conftest import IN_CI, PG_URL
+from tests.conftest import IN_CI, PG_DB, PG_URL
 
-MIGRATION_DB = "chain_sts_migr_b"
+#: Derived from the suite's database name, so that runs keeping their PostgreSQL databases
+#: apart with ``STS_TEST_PG_DB`` keep these apart too.
+MIGRATION_DB = f"{PG_DB}_migrations"
 
 
-def _fresh_postgres() -> str:
-    """Create the module's own database if missing and empty it; skip if unreachable."""
+def fresh_postgres(database: str = MIGRATION_DB) -> str:
+    """Create a database of our own if missing and empty it; skip if unreachable.
+
+    Only databases these tests create are ever reset, and never dropped.
+    """
     try:
         with psycopg.connect(f"{PG_URL}/postgres", autocommit=True, connect_timeout=3) as conn:
             exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (MIGRATION_DB,)
+                "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
             ).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{MIGRATION_DB}"')
-        with psycopg.connect(f"{PG_URL}/{MIGRATION_DB}", autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{database}"')
+        with psycopg.connect(f"{PG_URL}/{database}", autocommit=True) as conn:
             conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
             conn.execute("CREATE SCHEMA public")
     except psycopg.OperationalError as exc:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
         pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
-    return f"postgresql+psycopg://{PG_URL.split('://', 1)[1]}/{MIGRATION_DB}"
+    return f"postgresql+psycopg://{PG_URL.split('://', 1)[1]}/{database}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -51,7 +56,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.db'}"
     else:
-        yield _fresh_postgres()
+        yield fresh_postgres()
 
 
 def head() -> str:
