@@ -69,7 +69,10 @@ def _check_secret(
 
 def authenticate_client_secret_basic(hasher: SecretHasher) -> Callable[..., Client]:
     def authenticate(query_client: QueryClient, request: TokenRequest) -> Client:
-        client_id, secret = extract_basic_authorization(request.headers)
+        try:
+            client_id, secret = extract_basic_authorization(request.headers)
+        except ValueError:  # "Basic " with nothing after it, or credentials not UTF-8
+            client_id = secret = None
         if not client_id or not secret:
             raise InvalidClient("malformed Basic credentials")
         body_client_id = request.param("client_id")
