@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from sts.errors import InvalidClient, InvalidRequest
 from sts.jwks_fetch import JwksCache, JwksUnavailable
+from sts.rfc8414 import ASSERTION_ALGORITHMS
 
 if TYPE_CHECKING:
     from sts.domain import Client
@@ -52,9 +54,37 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
     def get_audiences(self) -> list[str]:
         return self._audiences
 
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        """Verify the signature with the algorithms the metadata advertises, never HMAC or
+        ``none`` (RFC 8725 §3.1); Authlib's default would allow HS256 and no EdDSA or PS256."""
+        try:
+            token = jose_jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from None
+        self.verify_claims(token.claims)
+        return token.claims
+
     def verify_claims(self, claims: Any) -> None:
+        """RFC 7523 §3 items 2-4 and 7, judged by the STS clock rather than the wall clock."""
         self._exp = claims.get("exp") if isinstance(claims.get("exp"), int) else 0
-        super().verify_claims(claims)
+        registry = jose_jwt.JWTClaimsRegistry(
+            now=self._request.now,
+            leeway=self.leeway,
+            iss={"essential": True},
+            sub={"essential": True},
+            aud={"essential": True, "values": self._audiences},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from None
+        if claims["sub"] != claims["iss"]:
+            raise InvalidClientError(description="Issuer and Subject MUST match.")
+        if "jti" not in claims:
+            raise InvalidClientError(description="Missing JWT ID.")
+        if not self.validate_jti(claims, claims["jti"]):
+            raise InvalidClientError(description="JWT ID is used before.")
 
     def validate_jti(self, claims: Any, jti: Any) -> bool:
         if not isinstance(jti, str) or not jti or len(jti) > 255:
