@@ -1,0 +1,40 @@
+"""Gunicorn settings for running Chain STS in production: ``gunicorn -c config/gunicorn.conf.py``.
+
+The STS itself is configured by ``STS_*`` variables (and ``config/sts.toml``); this file only
+shapes the HTTP server, through its own environment variables:
+
+``GUNICORN_BIND``        address to listen on (default ``127.0.0.1:8000``; the image uses
+                         ``0.0.0.0:8000``)
+``GUNICORN_WORKERS``     worker processes (default ``WEB_CONCURRENCY``, else 2)
+``GUNICORN_TIMEOUT``     seconds before a silent worker is restarted (default 30)
+``GUNICORN_KEEPALIVE``   seconds an idle keep-alive connection is held (default 5)
+``FORWARDED_ALLOW_IPS``  proxies trusted for ``X-Forwarded-*`` (read by gunicorn itself)
+
+Each worker builds its own runtime (keys, database pool) after the fork; the processes share
+nothing but the database, so any number of them, on any number of hosts, can serve together.
+"""
+
+import os
+
+wsgi_app = "sts.wsgi:app"
+
+bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
+worker_class = "sync"
+workers = int(os.environ.get("GUNICORN_WORKERS", os.environ.get("WEB_CONCURRENCY", "2")))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = timeout
+# Sync workers close the connection after each response; with worker_class "gthread" this
+# applies, and should then exceed the idle timeout of the load balancer in front.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+
+# Tokens travel in POST bodies, but a misbehaving client may still put one in a query string
+# or a Referer: the access log records the path only (%(U)s, never %(r)s, %(q)s or %(f)s).
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+access_log_format = (
+    '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+)
+
+# Heartbeat files on a memory filesystem: a slow container disk must not stall workers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108

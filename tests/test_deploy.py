@@ -1,0 +1,200 @@
+"""The production entry points load: ``config/gunicorn.conf.py``, ``sts.wsgi``, and the two
+together in a real gunicorn process."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import runpy
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask import Flask
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+
+from sts.keys import KeyError_, generate_key
+from sts.migrate import upgrade
+from sts.settings import SettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+@pytest.fixture
+def sts_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Only the ``STS_*`` variables a test sets, a working directory without a config file."""
+    for name in list(os.environ):
+        if name.startswith(("STS_", "GUNICORN_")) or name == "WEB_CONCURRENCY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    env = {
+        "STS_DATABASE_URL": f"sqlite:///{tmp_path / 'sts.db'}",
+        "STS_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def gunicorn_conf() -> dict[str, Any]:
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
+def import_wsgi() -> Any:
+    sys.modules.pop("sts.wsgi", None)
+    try:
+        return importlib.import_module("sts.wsgi")
+    finally:
+        sys.modules.pop("sts.wsgi", None)
+
+
+# -- config/gunicorn.conf.py ----------------------------------------------------------------
+
+
+def test_gunicorn_conf_when_no_env_then_two_sync_workers_on_localhost(sts_env):
+    conf = gunicorn_conf()
+    assert conf["wsgi_app"] == "sts.wsgi:app"
+    assert conf["workers"] == 2 and conf["worker_class"] == "sync"
+    assert conf["bind"] == ["127.0.0.1:8000"]
+    assert conf["keepalive"] > 0 and conf["accesslog"] == "-"
+
+
+def test_gunicorn_conf_when_env_then_bind_and_workers_follow(sts_env, monkeypatch):
+    monkeypatch.setenv("GUNICORN_BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("GUNICORN_WORKERS", "4")
+    monkeypatch.setenv("GUNICORN_KEEPALIVE", "75")
+    conf = gunicorn_conf()
+    assert conf["bind"] == ["0.0.0.0:9000"]
+    assert conf["workers"] == 4 and conf["keepalive"] == 75
+    monkeypatch.delenv("GUNICORN_WORKERS")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert gunicorn_conf()["workers"] == 3
+
+
+def test_gunicorn_conf_when_loaded_by_gunicorn_then_every_name_is_a_setting(sts_env):
+    cfg = Config()
+    names = {k: v for k, v in gunicorn_conf().items() if not k.startswith("_") and k != "os"}
+    for name, value in names.items():
+        assert name in cfg.settings, f"{name} is not a gunicorn setting (silently ignored)"
+        cfg.set(name, value)  # validates the value
+    assert cfg.workers == 2 and cfg.wsgi_app == "sts.wsgi:app"
+
+
+def test_gunicorn_access_log_when_query_string_then_not_logged(sts_env):
+    cfg = Config()
+    cfg.set("access_log_format", gunicorn_conf()["access_log_format"])
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/token?access_token=eyJsecret",
+        "PATH_INFO": "/token",
+        "QUERY_STRING": "access_token=eyJsecret",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.1",
+        "HTTP_REFERER": "https://app.test/cb?code=eyJsecret",
+        "HTTP_USER_AGENT": "curl/8",
+    }
+    resp = SimpleNamespace(status="400 Bad Request", sent=42, headers=[("X-Request-Id", "r1")])
+    atoms = Logger(cfg).atoms(resp, [], environ, timedelta(milliseconds=3))
+    line = cfg.access_log_format % atoms
+    assert line == '10.0.0.1 "POST /token HTTP/1.1" 400 42 3ms "curl/8" request_id=r1'
+
+
+# -- sts.wsgi -------------------------------------------------------------------------------
+
+
+def test_wsgi_when_imported_then_app_serves_metadata(sts_env):
+    app = import_wsgi().app
+    assert isinstance(app, Flask)
+    resp = app.test_client().get("/.well-known/oauth-authorization-server")
+    assert resp.status_code == 200
+    assert resp.json["token_endpoint"] == "http://127.0.0.1:8000/token"
+
+
+def test_wsgi_when_bad_setting_then_import_fails_naming_it(sts_env, monkeypatch):
+    monkeypatch.setenv("STS_TOKEN_TTL", "soon")
+    with pytest.raises(SettingsError, match="STS_TOKEN_TTL"):
+        import_wsgi()
+
+
+def test_wsgi_when_production_without_keys_then_import_fails(sts_env, monkeypatch):
+    monkeypatch.setenv("STS_ENV", "production")
+    monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
+    with pytest.raises(KeyError_, match="key directory does not exist"):
+        import_wsgi()
+
+
+# -- both, in a real gunicorn ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def gunicorn(sts_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """gunicorn with the production config on a free port; yields its URL and log file."""
+    keys = Path(sts_env["STS_KEYS_DIR"])
+    generate_key(keys, "ES256")
+    upgrade(sts_env["STS_DATABASE_URL"])
+    port = free_port()
+    env = {
+        **os.environ,
+        "STS_ENV": "production",
+        "STS_ISSUER": "https://sts.example.test",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+    }
+    (keys / "credential-hash.key").write_text("ab" * 32)
+    (keys / "credential-hash.key").chmod(0o600)
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(GUNICORN), "-c", str(GUNICORN_CONF)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()  # noqa: S310
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_gunicorn_when_started_with_conf_then_serves_ready_sts(gunicorn):
+    url, log = gunicorn
+    with urllib.request.urlopen(f"{url}/readyz?probe=abc123", timeout=5) as resp:  # noqa: S310
+        assert resp.status == 200
+    with urllib.request.urlopen(  # noqa: S310
+        f"{url}/.well-known/oauth-authorization-server", timeout=5
+    ) as resp:
+        assert b'"issuer": "https://sts.example.test"' in resp.read()
+    time.sleep(0.3)  # the access log line is written after the response
+    text = log.read_text()
+    assert '"GET /readyz HTTP/1.1" 200' in text
+    assert "abc123" not in text
+    assert text.count("Booting worker") == 2
