@@ -138,9 +138,14 @@ def keys() -> None:
 @json_option
 @handles_errors
 def keys_generate(alg: str | None, as_json: bool) -> None:
-    """Create a new signing key; it signs from now on, older keys stay published."""
+    """Create a new signing key; it signs from now on, older keys stay published.
+
+    Also creates the credential hashing key if the directory has none yet: production never
+    creates it on its own, and this is the command that prepares a key directory.
+    """
     settings = _settings()
     key = generate_key(settings.keys_dir, alg or settings.signing_alg)
+    load_hash_key(settings.keys_dir, create=True)
     _emit(
         as_json,
         {"kid": key.kid, "alg": key.alg, "created_at": key.created_at},

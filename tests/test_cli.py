@@ -220,6 +220,21 @@ def test_keys_list_when_rotated_then_signing_published_and_retired(cli: Cli) -> 
     assert [line.split()[-1] for line in human] == ["signing", "published", "retired"]
 
 
+def test_keys_generate_when_production_then_key_directory_ready_for_nhi_create(cli, monkeypatch):
+    monkeypatch.setenv("STS_ENV", "production")
+    monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
+    assert (
+        "credential hashing key missing"
+        in cli.run("nhi", "create", "web", "--kind", "agent", code=1).stderr
+    )
+    cli.json("keys", "generate")
+    assert (cli.keys_dir / HASH_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert create(cli)["client_secret"]
+    before = (cli.keys_dir / HASH_KEY_FILE).read_bytes()
+    cli.json("keys", "generate")
+    assert (cli.keys_dir / HASH_KEY_FILE).read_bytes() == before  # never replaced
+
+
 def test_keys_list_when_no_key_directory_then_error(cli: Cli) -> None:
     assert "key directory does not exist" in cli.run("keys", "list", code=1).stderr
 
