@@ -111,7 +111,8 @@ class Store(Protocol):
         """The NHI with its credentials live at ``now``, or ``None``."""
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
-        """Record a client assertion ``jti``; ``False`` if it was seen before (a replay)."""
+        """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was
+        seen before (a replay)."""
 
     def target_by_name(self, name: str) -> Target | None: ...
 

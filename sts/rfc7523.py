@@ -20,9 +20,9 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from sts.domain import ASYMMETRIC_JWS_ALGORITHMS
 from sts.errors import InvalidClient, InvalidRequest
 from sts.jwks_fetch import JwksCache, JwksUnavailable
-from sts.rfc8414 import ASSERTION_ALGORITHMS
 
 if TYPE_CHECKING:
     from sts.domain import Client
@@ -58,7 +58,9 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
         """Verify the signature with the algorithms the metadata advertises, never HMAC or
         ``none`` (RFC 8725 §3.1); Authlib's default would allow HS256 and no EdDSA or PS256."""
         try:
-            token = jose_jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+            token = jose_jwt.decode(
+                assertion, resolve_key, algorithms=list(ASYMMETRIC_JWS_ALGORITHMS)
+            )
         except JoseError as exc:
             raise InvalidClientError(description=exc.description) from None
         self.verify_claims(token.claims)
@@ -90,7 +92,9 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             return False
         request = self._request
-        return request.store.remember_assertion(claims["sub"], jti, self._exp, request.now)
+        # Kept until the assertion can no longer pass the exp check, leeway included.
+        keep_until = self._exp + self.leeway
+        return request.store.remember_assertion(claims["sub"], jti, keep_until, request.now)
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         keys: list[dict[str, Any]] = []

@@ -85,7 +85,8 @@ class SqlStore:
             stmt = postgresql.insert(ClientAssertionJti).values(values).on_conflict_do_nothing()
         else:
             stmt = sqlite.insert(ClientAssertionJti).values(values).on_conflict_do_nothing()
-        return self.conn.execute(stmt).rowcount == 1
+        # RETURNING, not rowcount: psycopg reports -1 for a conflict-skipping INSERT.
+        return self.conn.execute(stmt.returning(ClientAssertionJti.jti)).first() is not None
 
     def target_by_name(self, name: str) -> Target | None:
         row = self.conn.execute(select(*_TARGET_COLUMNS).where(Nhi.client_id == name)).first()
