@@ -10,6 +10,20 @@ CLIENT_CREDENTIALS = "client_credentials"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+#: Asymmetric JWS algorithms accepted from clients and trusted issuers (RFC 8725 §3.1: never
+#: ``none``, never HMAC where a public key is published).
+ASYMMETRIC_JWS_ALGORITHMS = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
+)
 
 
 def scope_set(scope: str | None) -> frozenset[str]:

@@ -20,7 +20,14 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from sts.credentials import SecretHasher, generate_secret, new_credential_id
-from sts.domain import CLIENT_CREDENTIALS, GRANT_TYPES, KINDS, TOKEN_EXCHANGE, scope_str
+from sts.domain import (
+    ASYMMETRIC_JWS_ALGORITHMS,
+    CLIENT_CREDENTIALS,
+    GRANT_TYPES,
+    KINDS,
+    TOKEN_EXCHANGE,
+    scope_str,
+)
 from sts.errors import InvalidScope
 from sts.ports import AuditRecord
 from sts.rfc6749.grants import parse_scope
@@ -34,18 +41,6 @@ GRANT_ALIASES = {
     "token_exchange": TOKEN_EXCHANGE,
     TOKEN_EXCHANGE: TOKEN_EXCHANGE,
 }
-ISSUER_ALGORITHMS = (
-    "ES256",
-    "ES384",
-    "ES512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "EdDSA",
-)
 _PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
@@ -388,7 +383,7 @@ def add_issuer(
     if jwks_uri is not None:
         _check_uri(jwks_uri, "jwks_uri")
     algs = algorithms or ["ES256", "RS256", "EdDSA"]
-    bad = [a for a in algs if a not in ISSUER_ALGORITHMS]
+    bad = [a for a in algs if a not in ASYMMETRIC_JWS_ALGORITHMS]
     if bad:
         raise _invalid(f"algorithm {bad[0]!r} not allowed (asymmetric JWS algorithms only)")
     if scope_mode not in ("rule", "cap"):

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sts.domain import AUTH_METHODS
+from sts.domain import ASYMMETRIC_JWS_ALGORITHMS, AUTH_METHODS
 from sts.settings import Settings
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/jwks.json"
 TOKEN_PATH = "/token"  # noqa: S105
-#: Algorithms accepted for ``private_key_jwt`` client assertions.
-ASSERTION_ALGORITHMS = [
-    "ES256",
-    "ES384",
-    "ES512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "EdDSA",
-]
 
 
 def metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
@@ -33,7 +20,7 @@ def metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
         "jwks_uri": base + JWKS_PATH,
         "grant_types_supported": grant_types,
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "token_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_JWS_ALGORITHMS),
         # No authorization endpoint: Chain STS issues tokens only at the token endpoint.
         "response_types_supported": [],
     }

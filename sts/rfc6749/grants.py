@@ -53,10 +53,36 @@ class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         return client
 
     def issue(
-        self, token: AccessToken, lineage: IssuedRecord, extra: dict[str, Any]
+        self,
+        token: AccessToken,
+        *,
+        parent_jti: str | None,
+        subject_issuer: str,
+        rule_id: str | None,
+        chain: tuple[str, ...],
+        extra: dict[str, Any],
     ) -> TokenResponse:
         """Sign, record lineage and the audit event (same transaction), and respond."""
         request = self.request
+        client = request.client
+        assert client is not None
+        lineage = IssuedRecord(
+            jti=token.jti,
+            parent_jti=parent_jti,
+            txn=token.txn,
+            grant_type=self.GRANT_TYPE,
+            subject=token.sub,
+            subject_issuer=subject_issuer,
+            actor_id=client.id,
+            client_id=client.client_id,
+            credential_id=request.credential_id,
+            target=token.aud,
+            scope=token.scope,
+            rule_id=rule_id,
+            chain=chain,
+            issued_at=token.iat,
+            expires_at=token.exp,
+        )
         signed = token.sign(self.server.keys.ring.signing)
         request.store.record_token(lineage)
         request.store.audit(
@@ -126,21 +152,11 @@ class ClientCredentialsGrant(StsGrant):
             jti=jti,
             txn=jti,
         )
-        lineage = IssuedRecord(
-            jti=jti,
+        return self.issue(
+            token,
             parent_jti=None,
-            txn=jti,
-            grant_type=self.GRANT_TYPE,
-            subject=client.sub,
             subject_issuer=settings.issuer,
-            actor_id=client.id,
-            client_id=client.client_id,
-            credential_id=request.credential_id,
-            target=aud,
-            scope=token.scope,
             rule_id=None,
             chain=(),
-            issued_at=token.iat,
-            expires_at=token.exp,
+            extra={},
         )
-        return self.issue(token, lineage, {})

@@ -9,13 +9,12 @@ the audit event of a denial needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sts.chain import Actor, Chain, ChainError
 from sts.domain import TOKEN_EXCHANGE, Client, Target, scope_str
 from sts.errors import InvalidRequest
 from sts.policy import Decision, Subject, decide
-from sts.ports import IssuedRecord
 from sts.rfc6749.grants import StsGrant, TokenResponse
 from sts.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.rfc9068 import AccessToken, new_jti
@@ -194,22 +193,11 @@ class TokenExchangeGrant(StsGrant):
             txn=txn,
             act=hop.chain.to_act(),
         )
-        lineage = IssuedRecord(
-            jti=jti,
+        return self.issue(
+            token,
             parent_jti=hop.subject.jti if hop.subject.own else None,
-            txn=txn,
-            grant_type=self.GRANT_TYPE,
-            subject=hop.subject.sub,
             subject_issuer=hop.subject.subject_issuer,
-            actor_id=hop.client.id,
-            client_id=hop.client.client_id,
-            credential_id=request.credential_id,
-            target=hop.target.client_id,
-            scope=token.scope,
             rule_id=hop.decision.rule.id,
             chain=hop.chain.subs(),
-            issued_at=token.iat,
-            expires_at=token.exp,
+            extra={"issued_token_type": hop.requested_token_type},
         )
-        extra: dict[str, Any] = {"issued_token_type": hop.requested_token_type}
-        return self.issue(token, lineage, extra)
