@@ -1,9 +1,11 @@
 # Chain STS developer commands. Both create the virtual environment and install what they
 # need on first use.
-#   make run    start the STS on http://127.0.0.1:8000 (SQLite, dev keys, demo registry)
+#   make run    start the STS on http://127.0.0.1:8000 (SQLite, dev keys, demo registry);
+#               another port: make run PORT=8001
 #   make test   lint, type-check and run the test suite on SQLite and PostgreSQL
 
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/sts serve --demo
+	$(BIN)/sts serve --demo --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sts tests migrations
