@@ -189,7 +189,7 @@ def serve(host: str, port: int, demo: bool) -> None:
     if "STS_ISSUER" not in os.environ and settings.issuer == Settings().issuer:
         # Development convenience: the issuer follows where the server actually listens.
         settings = dataclasses.replace(settings, issuer=f"http://{host}:{port}").validate()
-    if demo:
+    if demo or settings.demo_registry:
         if settings.is_production:
             raise click.ClickException("--demo is for development only")
         upgrade(settings.database_url)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from flask import Flask
 from sqlalchemy import select
 
 from sts.cli import main
@@ -519,3 +520,56 @@ def test_issuer_add_when_duplicate_then_exit_2(cli: Cli) -> None:
     args = ("issuer", "add", "https://idp.example.test", "--jwks-uri", "https://x.test/j")
     cli.run(*args)
     assert "already trusted" in cli.run(*args, code=2).stderr
+
+
+# -- serve (what `make run` runs) -------------------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replaces the blocking development server with a recorder of what it would serve."""
+    calls: list[dict[str, Any]] = []
+
+    def run(app: Flask, **kwargs: Any) -> None:
+        metadata = app.test_client().get("/.well-known/oauth-authorization-server").json
+        calls.append({"issuer": metadata["issuer"], **kwargs})
+
+    monkeypatch.setattr(Flask, "run", run)
+    return calls
+
+
+@pytest.mark.parametrize("how", ["--demo", "STS_DEMO_REGISTRY"])
+def test_serve_when_demo_then_migrated_seeded_and_issuer_follows_port(
+    tmp_path, monkeypatch, served, how
+):
+    _clean_environment(monkeypatch, tmp_path)
+    cli = Cli(f"sqlite:///{tmp_path / 'var' / 'sts.db'}", tmp_path / "keys", tmp_path)
+    args = ["serve", "--port", "8123"]
+    if how == "--demo":
+        args.append("--demo")
+    else:
+        monkeypatch.setenv("STS_DEMO_REGISTRY", "true")
+    out = cli.run(*args).stdout
+    assert "secrets in var/demo-credentials.json" in out
+    assert "Chain STS http://127.0.0.1:8123 listening on http://127.0.0.1:8123" in out
+    assert served == [
+        {"issuer": "http://127.0.0.1:8123", "host": "127.0.0.1", "port": 8123, "threaded": True}
+    ]
+    saved = tmp_path / "var" / "demo-credentials.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    secrets = json.loads(saved.read_text())
+    assert sorted(secrets) == ["agent", "data", "tool", "web"]
+    assert not any(secret in out for secret in secrets.values())
+    # A second start reuses the registry and keeps the saved secrets.
+    cli.run(*args)
+    assert json.loads(saved.read_text()) == secrets
+    assert cli.json("nhi", "list")["total"] == 4
+
+
+def test_serve_when_demo_in_production_then_refused(tmp_path, monkeypatch, served):
+    _clean_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("STS_ENV", "production")
+    monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
+    cli = Cli(f"sqlite:///{tmp_path / 'sts.db'}", tmp_path / "keys", tmp_path)
+    assert "development only" in cli.run("serve", "--demo", code=1).stderr
+    assert served == []
