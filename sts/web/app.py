@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sts import errors, logs
 from sts.clock import Clock
@@ -49,11 +49,17 @@ def _form_pairs(max_bytes: int) -> list[tuple[str, str]]:
             "token request body is not form-encoded",
             "The body must be application/x-www-form-urlencoded.",
         )
+    too_large = errors.InvalidRequest("request body too large", "Request too large.")
     if request.content_length is not None and request.content_length > max_bytes:
-        raise errors.InvalidRequest("request body too large", "Request too large.")
-    body = request.stream.read(max_bytes + 1)
+        raise too_large
+    try:
+        # A body without Content-Length (chunked) is capped one byte above the limit by
+        # MAX_CONTENT_LENGTH, so an oversized one is seen as such instead of cut at the limit.
+        body = request.stream.read(max_bytes + 1)
+    except RequestEntityTooLarge:
+        raise too_large from None
     if len(body) > max_bytes:
-        raise errors.InvalidRequest("request body too large", "Request too large.")
+        raise too_large
     try:
         return parse_qsl(
             body.decode("utf-8"),
@@ -165,7 +171,7 @@ def create_app(
     settings = settings or Settings.load()
     logs.configure(settings.log_level)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see _form_pairs
     app.extensions["sts"] = rt or build_runtime(settings, clock)
     app.add_url_rule(TOKEN_PATH, "token", token, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     app.add_url_rule(METADATA_PATH, "metadata", oauth_metadata)
