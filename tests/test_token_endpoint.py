@@ -6,6 +6,7 @@ Requests that reach the pipeline leave an audit event; issued tokens leave a lin
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from sqlalchemy import select
@@ -151,6 +152,36 @@ def test_token_endpoint_when_body_exactly_at_limit_then_accepted(client, make_nh
     head = b"grant_type=client_credentials&pad="
     body = head + b"x" * (settings.max_request_bytes - len(head))
     resp = post(client, body, basic("web", web.secret))
+    assert resp.status_code == 200, resp.json
+
+
+def chunked(client: Any, body: bytes, headers: dict[str, str]) -> Any:
+    """A body sent without Content-Length (chunked), as a WSGI server hands it over."""
+    return client.post(
+        "/token",
+        input_stream=io.BytesIO(body),
+        content_type=FORM,
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_token_endpoint_when_chunked_body_larger_than_limit_then_refused_not_truncated(
+    client, make_nhi, settings, runtime
+):
+    web = make_nhi("web", scope="a b")
+    head = b"grant_type=client_credentials&pad="
+    body = head + b"x" * (settings.max_request_bytes - len(head)) + b"&scope=a"
+    resp = chunked(client, body, basic("web", web.secret))
+    assert_error(resp, 400, TOO_LARGE)
+    assert lineage_rows(runtime) == []
+
+
+def test_token_endpoint_when_chunked_body_at_limit_then_accepted(client, make_nhi, settings):
+    web = make_nhi("web")
+    head = b"grant_type=client_credentials&pad="
+    body = head + b"x" * (settings.max_request_bytes - len(head))
+    resp = chunked(client, body, basic("web", web.secret))
     assert resp.status_code == 200, resp.json
 
 
