@@ -81,11 +81,11 @@ class NhiView:
         }
 
 
-def _invalid(message: str) -> RegistryError:
+def invalid(message: str) -> RegistryError:
     return RegistryError("invalid", message)
 
 
-def _audit(conn: Connection, now: int, admin: str, event: str, **detail: Any) -> None:
+def audit_admin_action(conn: Connection, now: int, admin: str, event: str, **detail: Any) -> None:
     SqlStore(conn).audit(
         AuditRecord(at=now, event=event, decision="done", client_id=admin, detail=detail)
     )
@@ -95,30 +95,30 @@ def _check_uri(value: str, what: str, allow_http: bool = True) -> str:
     parts = urlsplit(value)
     schemes = {"https", "http"} if allow_http else {"https"}
     if parts.scheme not in schemes or not parts.netloc or parts.fragment or len(value) > 2048:
-        raise _invalid(f"{what} must be an absolute {'/'.join(sorted(schemes))} URL")
+        raise invalid(f"{what} must be an absolute {'/'.join(sorted(schemes))} URL")
     return value
 
 
 def _check_resource(value: str) -> str:
     parts = urlsplit(value)
     if not parts.scheme or parts.fragment or "#" in value or len(value) > 2048:
-        raise _invalid(f"resource {value!r} must be an absolute URI without fragment")
+        raise invalid(f"resource {value!r} must be an absolute URI without fragment")
     return value
 
 
 def check_jwks(jwks: Any, what: str = "JWKS") -> dict[str, Any]:
     """A public JWK Set PyJWT can use; private members are refused (RFC 7517 §5)."""
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
-        raise _invalid(f"{what} must be an object with a non-empty 'keys' array")
+        raise invalid(f"{what} must be an object with a non-empty 'keys' array")
     for key in jwks["keys"]:
         if not isinstance(key, dict):
-            raise _invalid(f"{what}: every key must be an object")
+            raise invalid(f"{what}: every key must be an object")
         if _PRIVATE_JWK_MEMBERS & set(key):
-            raise _invalid(f"{what} must hold public keys only")
+            raise invalid(f"{what} must hold public keys only")
     try:
         PyJWKSet.from_dict(jwks)
     except (PyJWKSetError, ValueError, TypeError, KeyError) as exc:
-        raise _invalid(f"{what} is not usable: {exc}") from None
+        raise invalid(f"{what} is not usable: {exc}") from None
     return jwks
 
 
@@ -126,7 +126,7 @@ def load_jwks_text(text: str, what: str = "JWKS") -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError:
-        raise _invalid(f"{what} is not JSON") from None
+        raise invalid(f"{what} is not JSON") from None
     return check_jwks(data, what)
 
 
@@ -136,7 +136,7 @@ def _grants(values: list[str] | None) -> list[str]:
     out = []
     for value in values:
         if value not in GRANT_ALIASES:
-            raise _invalid(f"unknown grant {value!r} (client_credentials, token-exchange)")
+            raise invalid(f"unknown grant {value!r} (client_credentials, token-exchange)")
         out.append(GRANT_ALIASES[value])
     return sorted(set(out))
 
@@ -209,18 +209,18 @@ def create_nhi(
 ) -> tuple[NhiView, str | None]:
     """Register an NHI. Returns it and, when it authenticates by secret, the secret (once)."""
     if not NAME.match(name):
-        raise _invalid("name must be 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
+        raise invalid("name must be 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
     if kind not in KINDS:
-        raise _invalid(f"kind must be one of {', '.join(KINDS)}")
+        raise invalid(f"kind must be one of {', '.join(KINDS)}")
     sub = sub or name
     if len(sub) > 2048 or not sub.strip() or sub != sub.strip():
-        raise _invalid("sub must be a non-empty string without surrounding spaces")
+        raise invalid("sub must be a non-empty string without surrounding spaces")
     try:
         scopes = parse_scope(scope) if scope else frozenset()
     except InvalidScope:
-        raise _invalid("scope must be space-separated RFC 6749 §3.3 scope tokens") from None
+        raise invalid("scope must be space-separated RFC 6749 §3.3 scope tokens") from None
     if jwks is not None and jwks_uri is not None:
-        raise _invalid("give either a JWKS or a JWKS URI, not both")
+        raise invalid("give either a JWKS or a JWKS URI, not both")
     if jwks is not None:
         check_jwks(jwks)
     if jwks_uri is not None:
@@ -280,7 +280,7 @@ def create_nhi(
                 created_at=now,
             )
         )
-    _audit(conn, now, admin, "admin.nhi.create", nhi=name, kind=kind)
+    audit_admin_action(conn, now, admin, "admin.nhi.create", nhi=name, kind=kind)
     return _view(conn, _nhi_row(conn, name)), secret
 
 
@@ -310,16 +310,16 @@ def set_nhi_status(
     conn: Connection, name: str, *, status: str, reason: str, now: int, admin: str
 ) -> NhiView:
     if status not in ("active", "disabled"):
-        raise _invalid("status must be active or disabled")
+        raise invalid("status must be active or disabled")
     if status == "disabled" and not reason.strip():
-        raise _invalid("a reason is required to disable an NHI")
+        raise invalid("a reason is required to disable an NHI")
     row = _nhi_row(conn, name)
     conn.execute(
         update(Nhi)
         .where(Nhi.id == row.id)
         .values(status=status, status_reason=reason if status == "disabled" else "", updated_at=now)
     )
-    _audit(
+    audit_admin_action(
         conn,
         now,
         admin,
@@ -335,7 +335,7 @@ def rotate_secret(
 ) -> tuple[str, str]:
     """Add a new secret; live secrets keep working for ``grace`` seconds (0: stop now)."""
     if grace < 0:
-        raise _invalid("grace must not be negative")
+        raise invalid("grace must not be negative")
     row = _nhi_row(conn, name)
     old = Credential.nhi_id == row.id, Credential.type == "secret", Credential.status == "active"
     if grace == 0:
@@ -358,7 +358,9 @@ def rotate_secret(
             created_at=now,
         )
     )
-    _audit(conn, now, admin, "admin.credential.rotate", nhi=name, credential=cred_id, grace=grace)
+    audit_admin_action(
+        conn, now, admin, "admin.credential.rotate", nhi=name, credential=cred_id, grace=grace
+    )
     return cred_id, secret
 
 
@@ -375,9 +377,9 @@ def add_issuer(
     scope_mode: str = "rule",
 ) -> dict[str, Any]:
     if len(issuer) > 2048 or not urlsplit(issuer).scheme:
-        raise _invalid("issuer must be an absolute URI")
+        raise invalid("issuer must be an absolute URI")
     if (jwks is None) == (jwks_uri is None):
-        raise _invalid("give exactly one of a JWKS or a JWKS URI")
+        raise invalid("give exactly one of a JWKS or a JWKS URI")
     if jwks is not None:
         check_jwks(jwks)
     if jwks_uri is not None:
@@ -385,9 +387,9 @@ def add_issuer(
     algs = algorithms or ["ES256", "RS256", "EdDSA"]
     bad = [a for a in algs if a not in ASYMMETRIC_JWS_ALGORITHMS]
     if bad:
-        raise _invalid(f"algorithm {bad[0]!r} not allowed (asymmetric JWS algorithms only)")
+        raise invalid(f"algorithm {bad[0]!r} not allowed (asymmetric JWS algorithms only)")
     if scope_mode not in ("rule", "cap"):
-        raise _invalid("scope mode must be 'rule' or 'cap'")
+        raise invalid("scope mode must be 'rule' or 'cap'")
     if conn.execute(select(TrustedIssuer.id).where(TrustedIssuer.issuer == issuer)).first():
         raise RegistryError("conflict", "this issuer is already trusted")
     conn.execute(
@@ -402,7 +404,7 @@ def add_issuer(
             created_at=now,
         )
     )
-    _audit(conn, now, admin, "admin.issuer.add", issuer=issuer)
+    audit_admin_action(conn, now, admin, "admin.issuer.add", issuer=issuer)
     return get_issuer(conn, issuer)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from sts.domain import KINDS, scope_str
-from sts.registry import RegistryError, _audit, _invalid
+from sts.registry import RegistryError, audit_admin_action, invalid
 from sts.rfc6749.grants import parse_scope
 from sts.store.models import DelegationRule, Nhi, RuleTarget
 
@@ -30,12 +30,12 @@ def parse_subject(value: str) -> tuple[str, str]:
         if value.startswith(prefix + ":"):
             rest = value[len(prefix) + 1 :]
             if not rest:
-                raise _invalid(f"subject {prefix}: needs a value")
+                raise invalid(f"subject {prefix}: needs a value")
             if prefix == "kind" and rest not in KINDS:
-                raise _invalid(f"subject kind must be one of {', '.join(KINDS)}")
+                raise invalid(f"subject kind must be one of {', '.join(KINDS)}")
             return prefix, rest
     if not value or len(value) > 2048:
-        raise _invalid("subject must be any, SUB, issuer:ISS or kind:KIND")
+        raise invalid("subject must be any, SUB, issuer:ISS or kind:KIND")
     return "sub", value
 
 
@@ -45,12 +45,12 @@ def parse_expiry(value: str | None, now: int) -> int | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise _invalid("expires must be an ISO 8601 date-time") from None
+        raise invalid("expires must be an ISO 8601 date-time") from None
     if moment.tzinfo is None:
-        raise _invalid("expires must carry a time zone (e.g. Z)")
+        raise invalid("expires must carry a time zone (e.g. Z)")
     expires = int(moment.timestamp())
     if expires <= now:
-        raise _invalid("expires must be in the future")
+        raise invalid("expires must be in the future")
     return expires
 
 
@@ -76,11 +76,11 @@ def create_rule(
     expires: str | None = None,
 ) -> dict[str, Any]:
     if not targets:
-        raise _invalid("a rule needs at least one target (or '*', explicitly)")
+        raise invalid("a rule needs at least one target (or '*', explicitly)")
     if max_depth is not None and not 1 <= max_depth <= 32:
-        raise _invalid("max depth must be between 1 and 32")
+        raise invalid("max depth must be between 1 and 32")
     if max_ttl is not None and max_ttl < 1:
-        raise _invalid("max ttl must be a positive number of seconds")
+        raise invalid("max ttl must be a positive number of seconds")
     scopes = parse_scope(scope) if scope else frozenset()
     subject_type, subject_value = parse_subject(subject)
     actor_id = _nhi_id(conn, actor, "actor")
@@ -106,7 +106,7 @@ def create_rule(
     )
     for target_id in sorted(target_ids, key=lambda t: -1 if t is None else t):
         conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
-    _audit(
+    audit_admin_action(
         conn, now, admin, "admin.rule.create", rule=rule_id, actor=actor, targets=sorted(targets)
     )
     return get_rule(conn, rule_id)
@@ -190,5 +190,5 @@ def disable_rule(
     conn.execute(
         update(DelegationRule).where(DelegationRule.id == rule_id).values(status="disabled")
     )
-    _audit(conn, now, admin, "admin.rule.disable", rule=rule_id, reason=reason)
+    audit_admin_action(conn, now, admin, "admin.rule.disable", rule=rule_id, reason=reason)
     return get_rule(conn, rule_id)

@@ -139,10 +139,10 @@ class IssuedToken(Base):
     txn: Mapped[str] = mapped_column(Id, index=True)
     grant_type: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(Uri)
-    subject_issuer: Mapped[str] = mapped_column(Uri)
+    subject_issuer: Mapped[str] = mapped_column(Uri, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("nhi.id"), nullable=True, index=True)
     client_id: Mapped[str] = mapped_column(Name, index=True)
-    credential_id: Mapped[str | None] = mapped_column(Id, nullable=True)
+    credential_id: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
     target: Mapped[str] = mapped_column(Uri)
     scope: Mapped[str] = mapped_column(Text)
     rule_id: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
@@ -152,7 +152,8 @@ class IssuedToken(Base):
     issued_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    revocation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The revocation that killed it: the revocation feed's cursor runs over this column.
+    revocation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class Revocation(Base):

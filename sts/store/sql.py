@@ -47,11 +47,22 @@ _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 
 
 class SqlStore:
+    """Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI,
+    the transaction's root token, the issuer, the rules), held until the request commits, so
+    a concurrent revocation either waits for the new token or is seen by the exchange (see
+    :mod:`sts.revocation`). SQLite serialises writers and needs none."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._lock = conn.dialect.name == "postgresql"
+
+    def _shared(self, stmt: Any, *of: Any) -> Any:
+        return stmt.with_for_update(read=True, of=list(of) or None) if self._lock else stmt
 
     def client(self, client_id: str, now: int) -> Client | None:
-        rows = self.conn.execute(_CLIENT_QUERY.where(Nhi.client_id == client_id)).all()
+        rows = self.conn.execute(
+            self._shared(_CLIENT_QUERY.where(Nhi.client_id == client_id), Nhi)
+        ).all()
         if not rows:
             return None
         first = rows[0]
@@ -117,7 +128,9 @@ class SqlStore:
         return Target(*row) if row else None
 
     def trusted_issuer(self, issuer: str) -> IssuerConfig | None:
-        row = self.conn.execute(select(TrustedIssuer).where(TrustedIssuer.issuer == issuer)).first()
+        row = self.conn.execute(
+            self._shared(select(TrustedIssuer).where(TrustedIssuer.issuer == issuer))
+        ).first()
         if row is None:
             return None
         return IssuerConfig(
@@ -131,7 +144,13 @@ class SqlStore:
         )
 
     def lineage(self, jti: str, now: int) -> list[Hop]:
-        """One statement: a recursive walk up ``parent_jti`` joined with actor and rule state."""
+        """A recursive walk up ``parent_jti`` joined with actor and rule state, after locking
+        the transaction's root row."""
+        if self._lock:
+            txn = select(IssuedToken.txn).where(IssuedToken.jti == jti).scalar_subquery()
+            self.conn.execute(
+                select(IssuedToken.jti).where(IssuedToken.jti == txn).with_for_update(read=True)
+            )
         walk = (
             select(IssuedToken.jti, IssuedToken.parent_jti, literal(0).label("n"))
             .where(IssuedToken.jti == jti)
@@ -186,15 +205,18 @@ class SqlStore:
             or_(RuleTarget.target_id == target_id, RuleTarget.target_id.is_(None))
         )
         rows = self.conn.execute(
-            select(DelegationRule, upstream.sub.label("upstream_sub"))
-            .outerjoin(upstream, upstream.id == DelegationRule.upstream_id)
-            .where(
-                DelegationRule.actor_id == actor_id,
-                DelegationRule.status == "enabled",
-                or_(DelegationRule.expires_at.is_(None), DelegationRule.expires_at > now),
-                DelegationRule.id.in_(matching),
+            self._shared(
+                select(DelegationRule, upstream.sub.label("upstream_sub"))
+                .outerjoin(upstream, upstream.id == DelegationRule.upstream_id)
+                .where(
+                    DelegationRule.actor_id == actor_id,
+                    DelegationRule.status == "enabled",
+                    or_(DelegationRule.expires_at.is_(None), DelegationRule.expires_at > now),
+                    DelegationRule.id.in_(matching),
+                )
+                .order_by(DelegationRule.created_at, DelegationRule.id),
+                DelegationRule,
             )
-            .order_by(DelegationRule.created_at, DelegationRule.id)
         ).all()
         targets: dict[str, set[int | None]] = {r.id: set() for r in rows}
         if rows:
