@@ -357,6 +357,18 @@ def test_private_key_jwt_when_jti_replayed_then_invalid_client(client, make_nhi,
     assert denial_reasons(runtime) == ["client assertion: JWT ID is used before."] * 2
 
 
+def test_private_key_jwt_when_replayed_after_exp_within_leeway_then_invalid_client(
+    client, make_nhi, clock
+):
+    # The assertion still passes the exp check for the leeway, so its jti must be kept as long.
+    keys = KeyPair()
+    make_nhi("agent", kind="agent", jwks=keys.jwks)
+    assertion = keys.assertion("agent", TOKEN_ENDPOINT, clock.now(), exp=clock.now() + 60)
+    assert post(client, jwt_form(assertion)).status_code == 200
+    clock.advance(60 + 20)
+    assert_invalid_client(post(client, jwt_form(assertion)))
+
+
 def test_private_key_jwt_when_same_jti_from_two_clients_then_both_accepted(client, make_nhi, clock):
     # Replay is judged per client (RFC 7523 §3 item 7: jti unique per issuer).
     one, two = KeyPair(), KeyPair()
