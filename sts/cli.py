@@ -453,3 +453,9 @@ from sts.cli_delegation import chain, rule  # noqa: E402
 
 main.add_command(rule)
 main.add_command(chain)
+
+from sts.cli_incident import audit, gc, revoke  # noqa: E402
+
+main.add_command(revoke)
+main.add_command(audit)
+main.add_command(gc)

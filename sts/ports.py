@@ -131,3 +131,11 @@ class Store(Protocol):
 
     def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
         """Enabled, unexpired rules of this actor that name this target (or ``*``)."""
+
+    def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
+        """Revoke a token and its descendants; the number of tokens revoked."""
+
+    def revoked_since(
+        self, cursor: tuple[int, str], now: int, limit: int
+    ) -> list[tuple[int, str, int]]:
+        """Revoked, unexpired tokens after ``cursor`` as (revocation id, jti, exp), in order."""

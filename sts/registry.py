@@ -29,10 +29,8 @@ from sts.domain import (
     scope_str,
 )
 from sts.errors import InvalidScope
-from sts.ports import AuditRecord
 from sts.rfc6749.grants import parse_scope
-from sts.store.models import Credential, Nhi, NhiResource, TrustedIssuer
-from sts.store.sql import SqlStore
+from sts.store.models import AuditEvent, Credential, Nhi, NhiResource, TrustedIssuer
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 GRANT_ALIASES = {
@@ -86,8 +84,18 @@ def invalid(message: str) -> RegistryError:
 
 
 def audit_admin_action(conn: Connection, now: int, admin: str, event: str, **detail: Any) -> None:
-    SqlStore(conn).audit(
-        AuditRecord(at=now, event=event, decision="done", client_id=admin, detail=detail)
+    """Every administrative change leaves an audit event naming the administrator."""
+    conn.execute(
+        insert(AuditEvent).values(
+            at=now,
+            event=event,
+            decision="done",
+            client_id=admin,
+            detail=detail,
+            chain=[],
+            request_id="",
+            reason="",
+        )
     )
 
 

@@ -32,6 +32,7 @@ from sts.store.models import (
 )
 
 KINDS = ("token", "nhi", "credential", "rule", "issuer", "txn")
+REVOCATION_LOCK = 8_626_017
 #: How many affected jtis a result lists (the count is always exact).
 LISTED = 1000
 
@@ -187,6 +188,10 @@ def revoke(
         ).one()
         jtis = list(conn.execute(select(sub.c.jti).order_by(sub.c.jti).limit(LISTED)).scalars())
         return Result(kind, target, True, int(tokens), int(txns), jtis)
+    if conn.dialect.name == "postgresql":
+        # One revocation at a time: revocation ids then commit in order, so the feed's cursor
+        # never passes one that commits later.
+        conn.execute(select(func.pg_advisory_xact_lock(REVOCATION_LOCK)))
     # Lock order matches an exchange's (client NHI, transaction root, issuer, rule), so the
     # two can wait for each other but never deadlock.
     if kind in ("nhi", "credential"):

@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error, Unsupported
 from sts import errors
 from sts.clock import Clock
 from sts.credentials import SecretHasher
+from sts.domain import Client
 from sts.jwks_fetch import JwksCache
 from sts.keys import KeyStore
 from sts.ports import AuditRecord
@@ -25,6 +26,7 @@ from sts.rfc6749 import (
     authenticate_client_secret_basic,
     authenticate_client_secret_post,
 )
+from sts.rfc6749.client_auth import detect_auth_method
 from sts.rfc7523 import authenticate_private_key_jwt
 from sts.rfc8693 import TokenExchangeGrant
 from sts.settings import Settings
@@ -94,6 +96,13 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             raise RuntimeError("client authentication methods are not registered")
         return self._client_auth(request, methods, endpoint)
 
+    def authenticate(self, request: TokenRequest) -> Client:
+        """RFC 6749 §2.3: the one method the request uses (DESIGN §5.1), at any endpoint."""
+        client: Client = self.authenticate_client(request, [detect_auth_method(request)])
+        request.client = client
+        request.audit["client_id"] = client.client_id
+        return client
+
     def register_client_auth_method(self, method: str, func: Any) -> None:
         def bound(_query_client: Any, request: TokenRequest) -> Any:
             return func(lambda cid: request.store.client(cid, request.now), request)
@@ -126,12 +135,14 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             self.record_denial(request, err)
             return err.response()
 
-    def record_denial(self, request: TokenRequest, err: errors.StsError) -> None:
+    def record_denial(
+        self, request: TokenRequest, err: errors.StsError, event: str = "token.denied"
+    ) -> None:
         facts = request.audit
         request.store.audit(
             AuditRecord(
                 at=request.now,
-                event="token.denied",
+                event=event,
                 decision="denied",
                 reason=err.reason,
                 request_id=request.request_id,
@@ -150,7 +161,7 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         log.info(
             "token denied",
             extra={
-                "event": "token.denied",
+                "event": event,
                 "error": err.error,
                 "reason": err.reason,
                 "client_id": facts.get("client_id"),

@@ -56,6 +56,8 @@ class Settings:
     leeway: int = 30
     #: Global cap on ``act`` nesting depth of a minted token (a rule may lower it).
     max_chain_depth: int = 5
+    #: How long lineage rows are kept after their token expired (``sts gc``), days.
+    lineage_retention_days: int = 30
     #: Largest accepted request body, bytes.
     max_request_bytes: int = 65536
     #: Largest accepted single token (subject, actor, client assertion), bytes.
@@ -102,6 +104,7 @@ class Settings:
             "max_token_bytes",
             "jwks_cache_seconds",
             "retry_after_seconds",
+            "lineage_retention_days",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"STS_{name.upper()} must be a positive integer")

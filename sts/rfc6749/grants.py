@@ -10,7 +10,6 @@ from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 from sts.domain import AUTH_METHODS, CLIENT_CREDENTIALS, Client, scope_set, scope_str
 from sts.errors import InvalidScope, UnauthorizedClient
 from sts.ports import AuditRecord, IssuedRecord
-from sts.rfc6749.client_auth import detect_auth_method
 from sts.rfc9068 import AccessToken, new_jti
 from sts.targets import resolve_target
 
@@ -44,10 +43,7 @@ class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
 
     def authenticate_token_endpoint_client(self) -> Client:
         """RFC 6749 §2.3 and §3.2.1; DESIGN §5.1."""
-        method = detect_auth_method(self.request)
-        client: Client = self.server.authenticate_client(self.request, [method])
-        self.request.client = client
-        self.request.audit["client_id"] = client.client_id
+        client = self.server.authenticate(self.request)
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClient(f"grant {self.GRANT_TYPE} not allowed for client")
         return client

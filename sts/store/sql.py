@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased
 
 from sts.domain import Client, CredentialView, Target, scope_set
 from sts.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
+from sts.revocation import revoke
 from sts.store.models import (
     AuditEvent,
     ClientAssertionJti,
@@ -241,3 +242,25 @@ class SqlStore:
             )
             for r in rows
         ]
+
+    def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
+        return revoke(self.conn, "token", jti, now=now, admin=by, reason=reason).tokens
+
+    def revoked_since(
+        self, cursor: tuple[int, str], now: int, limit: int
+    ) -> list[tuple[int, str, int]]:
+        rid, jti = cursor
+        rows = self.conn.execute(
+            select(IssuedToken.revocation_id, IssuedToken.jti, IssuedToken.expires_at)
+            .where(
+                IssuedToken.revocation_id.is_not(None),
+                or_(
+                    IssuedToken.revocation_id > rid,
+                    and_(IssuedToken.revocation_id == rid, IssuedToken.jti > jti),
+                ),
+                IssuedToken.expires_at > now,
+            )
+            .order_by(IssuedToken.revocation_id, IssuedToken.jti)
+            .limit(limit)
+        ).all()
+        return [(int(r.revocation_id), r.jti, int(r.expires_at)) for r in rows]

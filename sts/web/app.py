@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,10 +14,18 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from sts import errors, logs
+from sts import errors, feed, logs, rfc7009, rfc7662
 from sts.clock import Clock
 from sts.rfc6749 import TokenRequest
-from sts.rfc8414 import JWKS_PATH, METADATA_PATH, TOKEN_PATH, metadata
+from sts.rfc8414 import (
+    FEED_PATH,
+    INTROSPECTION_PATH,
+    JWKS_PATH,
+    METADATA_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+    metadata,
+)
 from sts.runtime import Runtime, build_runtime, schema_ready
 from sts.settings import Settings
 from sts.store.db import is_unavailable
@@ -71,26 +81,64 @@ def _form_pairs(max_bytes: int) -> list[tuple[str, str]]:
         raise errors.InvalidRequest("undecodable form body", "The body is malformed.") from None
 
 
-def token() -> Response:
+Handler = Callable[[TokenRequest], tuple[int, dict[str, Any], list[Any]]]
+
+
+def _run(handler: Handler, path: str, pairs: list[tuple[str, str]]) -> Response:
+    """Run a protocol endpoint in one transaction; respond only after it has committed, so
+    the lineage and audit rows exist before any token leaves."""
     rt = runtime()
-    if request.method != "POST":
-        raise errors.InvalidRequest(
-            "token endpoint called with " + request.method, "The token endpoint accepts POST only."
-        )
-    pairs = _form_pairs(rt.settings.max_request_bytes)
     with rt.engine.begin() as conn:
         oauth_request = TokenRequest(
-            "POST",
-            rt.settings.token_endpoint,
+            request.method,
+            rt.settings.issuer.rstrip("/") + path,
             request.headers,
             pairs,
             SqlStore(conn),
             rt.clock.now(),
             g.request_id,
         )
-        status, body, headers = rt.server.token_response(oauth_request)
-    # The transaction has committed: the lineage and audit rows exist before the token leaves.
+        status, body, headers = handler(oauth_request)
     return _json(body, status, headers)
+
+
+def _post_endpoint(
+    name: str, path: str, handler: Callable[[Runtime], Handler]
+) -> Callable[[], Response]:
+    """A form-POST OAuth endpoint (RFC 6749 §3.2, RFC 7662 §2.1, RFC 7009 §2.1)."""
+
+    def view() -> Response:
+        rt = runtime()
+        if request.method != "POST":
+            raise errors.InvalidRequest(
+                f"{path} called with {request.method}", f"The {name} endpoint accepts POST only."
+            )
+        return _run(handler(rt), path, _form_pairs(rt.settings.max_request_bytes))
+
+    return view
+
+
+token = _post_endpoint("token", TOKEN_PATH, lambda rt: rt.server.token_response)
+introspect = _post_endpoint(
+    "introspection", INTROSPECTION_PATH, lambda rt: functools.partial(rfc7662.introspect, rt.server)
+)
+revoke = _post_endpoint(
+    "revocation", REVOCATION_PATH, lambda rt: functools.partial(rfc7009.revoke, rt.server)
+)
+
+
+def revocation_feed() -> Response:
+    rt = runtime()
+
+    def handler(oauth_request: TokenRequest) -> tuple[int, dict[str, Any], list[Any]]:
+        try:
+            feed.authenticate_poller(rt.server, oauth_request)
+        except errors.StsError as err:
+            rt.server.record_denial(oauth_request, err, event="feed.denied")
+            return err.response()
+        return feed.feed(oauth_request, request.args.get("since"))
+
+    return _run(handler, FEED_PATH, [])
 
 
 def oauth_metadata() -> Response:
@@ -134,6 +182,17 @@ def readyz() -> Response:
 
 def _handle_exception(exc: Exception) -> Response:
     if isinstance(exc, errors.StsError):
+        # Refused before any endpoint ran (method, body): the reason still reaches the logs.
+        log.info(
+            "request refused",
+            extra={
+                "event": "request.refused",
+                "error": exc.error,
+                "reason": exc.reason,
+                "path": request.path,
+                "request_id": g.get("request_id"),
+            },
+        )
         return _error(exc)
     if isinstance(exc, HTTPException):
         code = exc.code or 500
@@ -173,7 +232,11 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see _form_pairs
     app.extensions["sts"] = rt or build_runtime(settings, clock)
-    app.add_url_rule(TOKEN_PATH, "token", token, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    any_method = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    app.add_url_rule(TOKEN_PATH, "token", token, methods=any_method)
+    app.add_url_rule(INTROSPECTION_PATH, "introspect", introspect, methods=any_method)
+    app.add_url_rule(REVOCATION_PATH, "revoke", revoke, methods=any_method)
+    app.add_url_rule(FEED_PATH, "revocation_feed", revocation_feed)
     app.add_url_rule(METADATA_PATH, "metadata", oauth_metadata)
     app.add_url_rule(JWKS_PATH, "jwks", jwks)
     app.add_url_rule("/healthz", "healthz", healthz)
