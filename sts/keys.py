@@ -93,9 +93,16 @@ def load_key(path: Path) -> SigningKey:
         raise KeyError_(f"{path}: ES256 needs a P-256 key")
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
         raise KeyError_(f"{path}: RS256 needs at least 2048 bits")
-    created = int(datetime.strptime(match["ts"], _TS_FORMAT).replace(tzinfo=UTC).timestamp())
+    created = _created(path.stem)
     assert isinstance(key, PrivateKey)
     return SigningKey(path.stem, alg, created, key, _public_jwk(key, path.stem, alg))
+
+
+def _created(stem: str) -> int:
+    match = _NAME.match(stem)
+    if not match:
+        return 0
+    return int(datetime.strptime(match["ts"], _TS_FORMAT).replace(tzinfo=UTC).timestamp())
 
 
 def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey:
@@ -110,7 +117,13 @@ def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey
         key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     else:
         raise KeyError_(f"unsupported signing algorithm {alg!r}")
-    stamp = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    created = int(now if now is not None else time.time())
+    # "The newest key signs" must be unambiguous: a key created within the same second as an
+    # existing one is stamped one second after the newest, so creation order is name order.
+    newest = max((_created(p.stem) for p in keys_dir.glob("*.pem")), default=None)
+    if now is None and newest is not None and created <= newest:
+        created = newest + 1
+    stamp = datetime.fromtimestamp(created, UTC)
     kid = f"{stamp.strftime(_TS_FORMAT)}-{alg}-{secrets.token_hex(4)}"
     path = keys_dir / f"{kid}.pem"
     pem = key.private_bytes(
