@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/sts serve --demo --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check sts tests migrations
+	$(BIN)/ruff check sts tests migrations bench
 	$(BIN)/ruff format --check sts
 
 typecheck: $(STAMP)

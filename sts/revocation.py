@@ -211,12 +211,14 @@ def revoke(
         .returning(Revocation.id)
     ).scalar_one()
     # A fresh statement (fresh snapshot): sees every token committed before the locks.
+    # UPDATE ... FROM the walk (a join, not IN): no de-duplication pass over the whole set.
+    affected = _affected(_seeds(conn, kind, target))
     marked = conn.execute(
         update(IssuedToken)
         .where(
-            IssuedToken.jti.in_(
-                select(_live(_affected(_seeds(conn, kind, target)), now).subquery().c.jti)
-            )
+            IssuedToken.jti == affected.c.jti,
+            IssuedToken.revoked_at.is_(None),
+            IssuedToken.expires_at > now,
         )
         .values(revoked_at=now, revocation_id=revocation_id)
         .returning(IssuedToken.jti, IssuedToken.txn)
