@@ -83,17 +83,21 @@ class Chain:
             act = level
         return act
 
-    def after_hop(self, actor: Actor, subject: str) -> Chain:
+    def after_hop(self, actor: Actor, subject: str, *, subject_is_nhi: bool = True) -> Chain:
         """The chain of the token this actor mints from a subject token with this chain.
 
         - the actor is the subject and there is no chain yet: no ``act`` at all;
         - the actor is already outermost (it exchanges its own self-addressed token): unchanged;
         - the actor appears deeper in the chain, or is the subject of a delegated chain: cycle.
+
+        ``subject_is_nhi`` is false when the subject comes from another issuer (a person): its
+        ``sub`` lives in that issuer's namespace and never names an actor, even if equal.
         """
-        if not self.actors and actor.sub == subject and actor.iss is None:
+        is_subject = subject_is_nhi and actor.sub == subject and actor.iss is None
+        if not self.actors and is_subject:
             return self
         if self.outermost == actor:
             return self
-        if actor in self.actors or (actor.sub == subject and actor.iss is None):
+        if actor in self.actors or is_subject:
             raise ChainError("actor already in the chain")
         return Chain((actor, *self.actors))

@@ -123,9 +123,21 @@ class TokenExchangeGrant(StsGrant):
         return target
 
     def extend_chain(self, subject: ValidatedToken, actor: Actor) -> Chain:
-        """DESIGN §5.9: newest actor outermost; no level for self; cycles refused."""
+        """DESIGN §5.9: newest actor outermost; no level for self; cycles refused.
+
+        Every actor is the NHI that authenticated, whichever issuer vouched for it this time:
+        an NHI already in the chain (or the NHI subject) is the same actor, so an actor token
+        from a trusted issuer cannot make it look new. A subject from another issuer is never
+        an NHI, whatever its ``sub``.
+        """
+        nhi_subject = subject.subject_issuer == self.server.settings.issuer
+        known = next((a for a in subject.chain.actors if a.sub == actor.sub), None)
+        if known is not None:
+            actor = known
+        elif nhi_subject and actor.sub == subject.sub:
+            actor = Actor(actor.sub)
         try:
-            chain = subject.chain.after_hop(actor, subject.sub)
+            chain = subject.chain.after_hop(actor, subject.sub, subject_is_nhi=nhi_subject)
         except ChainError as exc:
             raise InvalidRequest(f"cycle: {exc}") from None
         self.request.audit["chain"] = chain.subs()
