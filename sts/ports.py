@@ -87,6 +87,8 @@ class Hop:
     target: str
     scope: str
     expires_at: int
+    #: The grant that minted it (``client_credentials`` or the token-exchange URN).
+    grant_type: str = ""
 
 
 @dataclass(frozen=True)

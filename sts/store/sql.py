@@ -196,6 +196,7 @@ class SqlStore:
                 target=r.target,
                 scope=r.scope,
                 expires_at=r.expires_at,
+                grant_type=r.grant_type,
             )
             for r in rows
         ]
