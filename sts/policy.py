@@ -79,10 +79,11 @@ def decide(
     ``rules`` are the enabled, unexpired rules of this actor naming this target (or ``*``).
     ``token_exps`` are the ``exp`` of the subject token and of the actor token, if any.
     """
+    if not rules:
+        # First: a target this actor may not reach answers like an unknown one (§5.6).
+        raise InvalidTarget("no rule lets this actor reach this target")
     if new_chain.depth > max_depth:
         raise InvalidRequest(f"chain depth {new_chain.depth} exceeds global {max_depth}")
-    if not rules:
-        raise InvalidTarget("no rule lets this actor reach this target")
     reasons = [(_why_not(r, subject, new_chain, max_depth), r) for r in rules]
     covering = [r for why, r in reasons if why is None]
     if not covering:
