@@ -124,6 +124,9 @@ class Store(Protocol):
 
     def audit(self, record: AuditRecord) -> None: ...
 
+    def record_issued(self, record: IssuedRecord, event: AuditRecord) -> None:
+        """The lineage row of an issued token and its audit event, together."""
+
     def nhi_by_sub(self, sub: str) -> Target | None: ...
 
     def trusted_issuer(self, issuer: str) -> IssuerConfig | None: ...

@@ -91,10 +91,11 @@ class TokenValidator:
         if len(token) > self.settings.max_token_bytes:
             raise InvalidRequest(f"{role} token too large", "Parameter too large.")
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # One parse for both: the header names the key, the payload the issuer.
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})
         except InvalidTokenError:
             raise fail("not a JWT") from None
+        header, unverified = parsed["header"], parsed["payload"]
         alg, kid, iss = header.get("alg"), header.get("kid"), unverified.get("iss")
         if not isinstance(alg, str) or alg.lower() == "none" or alg.startswith("HS"):
             raise fail(f"algorithm {str(alg)[:16]!r} not allowed")

@@ -80,8 +80,8 @@ class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
             expires_at=token.exp,
         )
         signed = token.sign(self.server.keys.ring.signing)
-        request.store.record_token(lineage)
-        request.store.audit(
+        request.store.record_issued(
+            lineage,
             AuditRecord(
                 at=request.now,
                 event="token.issued",
@@ -99,7 +99,7 @@ class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
                 rule_id=lineage.rule_id,
                 chain=lineage.chain,
                 detail={"grant_type": self.GRANT_TYPE, "exp": token.exp},
-            )
+            ),
         )
         body: dict[str, Any] = {
             "access_token": signed,

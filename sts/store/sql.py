@@ -1,11 +1,23 @@
-"""SQL implementation of :class:`sts.ports.Store`: Core statements on one connection."""
+"""SQL implementation of :class:`sts.ports.Store`: Core statements on one connection.
+
+Every statement the token endpoint runs is built once, at import, with bound parameters, so a
+request pays for execution only (building a SQLAlchemy statement costs more than running it).
+Each read the pipeline makes is one round trip.
+
+Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI, the
+transaction's root token, the issuer, the rules), held until the request commits, so a
+concurrent revocation either waits for the new token or is seen by the exchange (see
+:mod:`sts.revocation`). SQLite serialises writers and needs none.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, literal, or_, select
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Json
+from sqlalchemy import JSON, and_, bindparam, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
@@ -27,43 +39,207 @@ from sts.store.models import (
 
 #: Lineage walks stop here whatever the data says (the chain depth cap is far below).
 MAX_LINEAGE = 64
-
-_CLIENT_QUERY = select(
-    Nhi.id,
-    Nhi.client_id,
-    Nhi.kind,
-    Nhi.sub,
-    Nhi.owner,
-    Nhi.status,
-    Nhi.scopes,
-    Nhi.grants,
-    Credential.id.label("cred_id"),
-    Credential.type,
-    Credential.secret_hash,
-    Credential.jwks,
-    Credential.jwks_uri,
-    Credential.expires_at,
-).outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
 _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 
 
-class SqlStore:
-    """Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI,
-    the transaction's root token, the issuer, the rules), held until the request commits, so
-    a concurrent revocation either waits for the new token or is seen by the exchange (see
-    :mod:`sts.revocation`). SQLite serialises writers and needs none."""
+def _lineage_walk() -> Any:
+    walk = (
+        select(IssuedToken.jti, IssuedToken.parent_jti, literal(0).label("n"))
+        .where(IssuedToken.jti == bindparam("jti"))
+        .cte("walk", recursive=True)
+    )
+    parent = aliased(IssuedToken)
+    walk = walk.union_all(
+        select(parent.jti, parent.parent_jti, (walk.c.n + 1).label("n"))
+        .join(walk, parent.jti == walk.c.parent_jti)
+        .where(walk.c.n < MAX_LINEAGE)
+    )
+    return (
+        select(
+            IssuedToken,
+            Nhi.status.label("actor_status"),
+            DelegationRule.status.label("rule_status"),
+            DelegationRule.expires_at.label("rule_expires_at"),
+        )
+        .join(walk, walk.c.jti == IssuedToken.jti)
+        .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
+        .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
+        .order_by(walk.c.n)
+    )
 
+
+def _rules() -> Any:
+    """Enabled, unexpired rules of an actor naming a target (or ``*``), one row per target
+    of each rule, so the whole rule comes back in one round trip."""
+    upstream, named = aliased(Nhi), aliased(RuleTarget)
+    matching = select(named.rule_id).where(
+        or_(named.target_id == bindparam("target_id"), named.target_id.is_(None))
+    )
+    return (
+        select(DelegationRule, upstream.sub.label("upstream_sub"), RuleTarget.target_id)
+        .join(RuleTarget, RuleTarget.rule_id == DelegationRule.id)
+        .outerjoin(upstream, upstream.id == DelegationRule.upstream_id)
+        .where(
+            DelegationRule.actor_id == bindparam("actor_id"),
+            DelegationRule.status == "enabled",
+            or_(DelegationRule.expires_at.is_(None), DelegationRule.expires_at > bindparam("now")),
+            DelegationRule.id.in_(matching),
+        )
+        .order_by(DelegationRule.created_at, DelegationRule.id)
+    )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    client: Any
+    issuer: Any
+    rules: Any
+    lock_txn_root: Any | None
+    remember_assertion: Any
+
+
+def _statements(dialect: str) -> _Statements:
+    lock = dialect == "postgresql"
+
+    def shared(stmt: Any, *of: Any) -> Any:
+        return stmt.with_for_update(read=True, of=list(of) or None) if lock else stmt
+
+    client = (
+        select(
+            Nhi.id,
+            Nhi.client_id,
+            Nhi.kind,
+            Nhi.sub,
+            Nhi.owner,
+            Nhi.status,
+            Nhi.scopes,
+            Nhi.grants,
+            Credential.id.label("cred_id"),
+            Credential.type,
+            Credential.secret_hash,
+            Credential.jwks,
+            Credential.jwks_uri,
+            Credential.expires_at,
+        )
+        .outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
+        .where(Nhi.client_id == bindparam("client_id"))
+    )
+    root = select(IssuedToken.txn).where(IssuedToken.jti == bindparam("jti")).scalar_subquery()
+    upsert = (postgresql if lock else sqlite).insert(ClientAssertionJti)
+    return _Statements(
+        client=shared(client, Nhi),
+        issuer=shared(select(TrustedIssuer).where(TrustedIssuer.issuer == bindparam("issuer"))),
+        rules=shared(_rules(), DelegationRule),
+        lock_txn_root=(
+            select(IssuedToken.jti).where(IssuedToken.jti == root).with_for_update(read=True)
+            if lock
+            else None
+        ),
+        # RETURNING, not rowcount: psycopg reports -1 for a conflict-skipping INSERT.
+        remember_assertion=upsert.on_conflict_do_nothing().returning(ClientAssertionJti.jti),
+    )
+
+
+_BY_DIALECT = {name: _statements(name) for name in ("postgresql", "sqlite")}
+_LINEAGE = _lineage_walk()
+_TARGET_BY_NAME = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))
+_TARGET_BY_SUB = select(*_TARGET_COLUMNS).where(Nhi.sub == bindparam("sub"))
+_TARGET_BY_RESOURCE = (
+    select(*_TARGET_COLUMNS)
+    .outerjoin(NhiResource, NhiResource.nhi_id == Nhi.id)
+    .where(or_(NhiResource.uri == bindparam("uri"), Nhi.sub == bindparam("uri")))
+    .limit(1)
+)
+_PURGE_ASSERTIONS = delete(ClientAssertionJti).where(
+    ClientAssertionJti.client_id == bindparam("client_id"),
+    ClientAssertionJti.expires_at < bindparam("now"),
+)
+_INSERT_TOKEN = insert(IssuedToken)
+_INSERT_AUDIT = insert(AuditEvent)
+
+
+def _insert_both() -> Any:
+    """PostgreSQL: the lineage row and its audit event in one statement (one round trip)."""
+    token = (
+        insert(IssuedToken)
+        .values({c.name: bindparam("t_" + c.name, type_=c.type) for c in IssuedToken.__table__.c})
+        .cte("issued")
+    )
+    audit_columns = [c for c in AuditEvent.__table__.c if c.name != "id"]
+    return (
+        insert(AuditEvent)
+        .values({c.name: bindparam("a_" + c.name, type_=c.type) for c in audit_columns})
+        .add_cte(token)
+    )
+
+
+_INSERT_BOTH = _insert_both()
+_FEED = (
+    select(IssuedToken.revocation_id, IssuedToken.jti, IssuedToken.expires_at)
+    .where(
+        IssuedToken.revocation_id.is_not(None),
+        or_(
+            IssuedToken.revocation_id > bindparam("rid"),
+            and_(IssuedToken.revocation_id == bindparam("rid"), IssuedToken.jti > bindparam("jti")),
+        ),
+        IssuedToken.expires_at > bindparam("now"),
+    )
+    .order_by(IssuedToken.revocation_id, IssuedToken.jti)
+    .limit(bindparam("limit"))
+)
+
+
+class _Compiled:
+    """A prebuilt statement compiled once for PostgreSQL, with its JSON parameters named."""
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        #: Values of the literals in the statement (``status = 'active'`` binds one, too).
+        self.defaults: dict[str, Any] = {
+            name: bind.value for name, bind in compiled.binds.items() if bind.value is not None
+        }
+        self.json = tuple(
+            name for name, bind in compiled.binds.items() if isinstance(bind.type, JSON)
+        )
+
+    @classmethod
+    def of(cls, stmt: Any, dialect: Any) -> _Compiled:
+        found = _COMPILED.get(id(stmt))
+        if found is None:
+            found = _COMPILED[id(stmt)] = cls(stmt, dialect)
+        return found
+
+
+#: Compiled forms of the module's prebuilt statements (which live as long as the process).
+_COMPILED: dict[int, _Compiled] = {}
+
+
+class SqlStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self._lock = conn.dialect.name == "postgresql"
+        self._sql = _BY_DIALECT[conn.dialect.name]
+        # On PostgreSQL the hot statements go straight to the psycopg cursor, prepared on the
+        # server: a SQLAlchemy execution costs several times the statement's own client CPU.
+        self._cursor: Any = None
+        if conn.dialect.name == "postgresql":
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            self._cursor = driver.cursor(row_factory=namedtuple_row)
 
-    def _shared(self, stmt: Any, *of: Any) -> Any:
-        return stmt.with_for_update(read=True, of=list(of) or None) if self._lock else stmt
+    def _run(self, stmt: Any, params: dict[str, Any]) -> list[Any]:
+        if self._cursor is None:
+            result = self.conn.execute(stmt, params)
+            return list(result.all()) if result.returns_rows else []
+        compiled = _Compiled.of(stmt, self.conn.dialect)
+        params = {**compiled.defaults, **params}
+        if compiled.json:
+            params = {k: Json(v) if k in compiled.json else v for k, v in params.items()}
+        self._cursor.execute(compiled.sql, params, prepare=True)
+        return self._cursor.fetchall() if self._cursor.description else []
 
     def client(self, client_id: str, now: int) -> Client | None:
-        rows = self.conn.execute(
-            self._shared(_CLIENT_QUERY.where(Nhi.client_id == client_id), Nhi)
-        ).all()
+        rows = self._run(self._sql.client, {"client_id": client_id})
         if not rows:
             return None
         first = rows[0]
@@ -85,55 +261,56 @@ class SqlStore:
         )
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
-        self.conn.execute(
-            delete(ClientAssertionJti).where(
-                ClientAssertionJti.client_id == client_id, ClientAssertionJti.expires_at < now
-            )
-        )
+        self._run(_PURGE_ASSERTIONS, {"client_id": client_id, "now": now})
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
-        dialect = self.conn.dialect.name
-        stmt: Any
-        if dialect == "postgresql":
-            stmt = postgresql.insert(ClientAssertionJti).values(values).on_conflict_do_nothing()
-        else:
-            stmt = sqlite.insert(ClientAssertionJti).values(values).on_conflict_do_nothing()
-        # RETURNING, not rowcount: psycopg reports -1 for a conflict-skipping INSERT.
-        return self.conn.execute(stmt.returning(ClientAssertionJti.jti)).first() is not None
+        return bool(self._run(self._sql.remember_assertion, values))
 
     def target_by_name(self, name: str) -> Target | None:
-        row = self.conn.execute(select(*_TARGET_COLUMNS).where(Nhi.client_id == name)).first()
-        return Target(*row) if row else None
+        rows = self._run(_TARGET_BY_NAME, {"name": name})
+        return Target(*rows[0]) if rows else None
 
     def target_by_resource(self, uri: str) -> Target | None:
-        row = self.conn.execute(
-            select(*_TARGET_COLUMNS)
-            .outerjoin(NhiResource, NhiResource.nhi_id == Nhi.id)
-            .where(or_(NhiResource.uri == uri, Nhi.sub == uri))
-            .limit(1)
-        ).first()
-        return Target(*row) if row else None
-
-    def record_token(self, record: IssuedRecord) -> None:
-        values = asdict(record)
-        values["chain"] = list(record.chain)
-        values["depth"] = len(record.chain)
-        self.conn.execute(insert(IssuedToken).values(values))
-
-    def audit(self, record: AuditRecord) -> None:
-        values = asdict(record)
-        values["chain"] = list(record.chain)
-        self.conn.execute(insert(AuditEvent).values(values))
+        rows = self._run(_TARGET_BY_RESOURCE, {"uri": uri})
+        return Target(*rows[0]) if rows else None
 
     def nhi_by_sub(self, sub: str) -> Target | None:
-        row = self.conn.execute(select(*_TARGET_COLUMNS).where(Nhi.sub == sub)).first()
-        return Target(*row) if row else None
+        rows = self._run(_TARGET_BY_SUB, {"sub": sub})
+        return Target(*rows[0]) if rows else None
+
+    @staticmethod
+    def _token_values(record: IssuedRecord) -> dict[str, Any]:
+        values = dict(record.__dict__)  # shallow: asdict() deep-copies, costly per request
+        values["chain"] = list(record.chain)
+        values["depth"] = len(record.chain)
+        values["revoked_at"] = values["revocation_id"] = None
+        return values
+
+    @staticmethod
+    def _audit_values(record: AuditRecord) -> dict[str, Any]:
+        values = dict(record.__dict__)
+        values["chain"] = list(record.chain)
+        return values
+
+    def record_token(self, record: IssuedRecord) -> None:
+        self.conn.execute(_INSERT_TOKEN, self._token_values(record))
+
+    def audit(self, record: AuditRecord) -> None:
+        self.conn.execute(_INSERT_AUDIT, self._audit_values(record))
+
+    def record_issued(self, record: IssuedRecord, event: AuditRecord) -> None:
+        if self.conn.dialect.name != "postgresql":
+            self.record_token(record)
+            self.audit(event)
+            return
+        params = {"t_" + k: v for k, v in self._token_values(record).items()}
+        params.update({"a_" + k: v for k, v in self._audit_values(event).items()})
+        self._run(_INSERT_BOTH, params)
 
     def trusted_issuer(self, issuer: str) -> IssuerConfig | None:
-        row = self.conn.execute(
-            self._shared(select(TrustedIssuer).where(TrustedIssuer.issuer == issuer))
-        ).first()
-        if row is None:
+        rows = self._run(self._sql.issuer, {"issuer": issuer})
+        if not rows:
             return None
+        row = rows[0]
         return IssuerConfig(
             row.issuer,
             row.jwks,
@@ -147,34 +324,9 @@ class SqlStore:
     def lineage(self, jti: str, now: int) -> list[Hop]:
         """A recursive walk up ``parent_jti`` joined with actor and rule state, after locking
         the transaction's root row."""
-        if self._lock:
-            txn = select(IssuedToken.txn).where(IssuedToken.jti == jti).scalar_subquery()
-            self.conn.execute(
-                select(IssuedToken.jti).where(IssuedToken.jti == txn).with_for_update(read=True)
-            )
-        walk = (
-            select(IssuedToken.jti, IssuedToken.parent_jti, literal(0).label("n"))
-            .where(IssuedToken.jti == jti)
-            .cte("walk", recursive=True)
-        )
-        parent = aliased(IssuedToken)
-        walk = walk.union_all(
-            select(parent.jti, parent.parent_jti, (walk.c.n + 1).label("n"))
-            .join(walk, parent.jti == walk.c.parent_jti)
-            .where(walk.c.n < MAX_LINEAGE)
-        )
-        rows = self.conn.execute(
-            select(
-                IssuedToken,
-                Nhi.status.label("actor_status"),
-                DelegationRule.status.label("rule_status"),
-                DelegationRule.expires_at.label("rule_expires_at"),
-            )
-            .join(walk, walk.c.jti == IssuedToken.jti)
-            .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
-            .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
-            .order_by(walk.c.n)
-        ).all()
+        if self._sql.lock_txn_root is not None:
+            self._run(self._sql.lock_txn_root, {"jti": jti})
+        rows = self._run(_LINEAGE, {"jti": jti})
         return [
             Hop(
                 jti=r.jti,
@@ -202,32 +354,14 @@ class SqlStore:
         ]
 
     def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
-        upstream = aliased(Nhi)
-        matching = select(RuleTarget.rule_id).where(
-            or_(RuleTarget.target_id == target_id, RuleTarget.target_id.is_(None))
+        rows = self._run(
+            self._sql.rules, {"actor_id": actor_id, "target_id": target_id, "now": now}
         )
-        rows = self.conn.execute(
-            self._shared(
-                select(DelegationRule, upstream.sub.label("upstream_sub"))
-                .outerjoin(upstream, upstream.id == DelegationRule.upstream_id)
-                .where(
-                    DelegationRule.actor_id == actor_id,
-                    DelegationRule.status == "enabled",
-                    or_(DelegationRule.expires_at.is_(None), DelegationRule.expires_at > now),
-                    DelegationRule.id.in_(matching),
-                )
-                .order_by(DelegationRule.created_at, DelegationRule.id),
-                DelegationRule,
-            )
-        ).all()
-        targets: dict[str, set[int | None]] = {r.id: set() for r in rows}
-        if rows:
-            for rule_id, tid in self.conn.execute(
-                select(RuleTarget.rule_id, RuleTarget.target_id).where(
-                    RuleTarget.rule_id.in_(list(targets))
-                )
-            ):
-                targets[rule_id].add(tid)
+        targets: dict[str, set[int | None]] = {}
+        first: dict[str, Any] = {}
+        for r in rows:
+            targets.setdefault(r.id, set()).add(r.target_id)
+            first.setdefault(r.id, r)
         return [
             RuleView(
                 r.id,
@@ -241,7 +375,7 @@ class SqlStore:
                 r.expires_at,
                 frozenset(targets[r.id]),
             )
-            for r in rows
+            for r in first.values()
         ]
 
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
@@ -251,17 +385,5 @@ class SqlStore:
         self, cursor: tuple[int, str], now: int, limit: int
     ) -> list[tuple[int, str, int]]:
         rid, jti = cursor
-        rows = self.conn.execute(
-            select(IssuedToken.revocation_id, IssuedToken.jti, IssuedToken.expires_at)
-            .where(
-                IssuedToken.revocation_id.is_not(None),
-                or_(
-                    IssuedToken.revocation_id > rid,
-                    and_(IssuedToken.revocation_id == rid, IssuedToken.jti > jti),
-                ),
-                IssuedToken.expires_at > now,
-            )
-            .order_by(IssuedToken.revocation_id, IssuedToken.jti)
-            .limit(limit)
-        ).all()
+        rows = self.conn.execute(_FEED, {"rid": rid, "jti": jti, "now": now, "limit": limit})
         return [(int(r.revocation_id), r.jti, int(r.expires_at)) for r in rows]
