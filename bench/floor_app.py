@@ -24,10 +24,18 @@ app = Flask(__name__)
 
 @app.post("/token")
 def token() -> Response:
-    claims = jwt.decode(request.form["subject_token"], _public, algorithms=["ES256"],
-                        audience="floor")
+    claims = jwt.decode(
+        request.form["subject_token"], _public, algorithms=["ES256"], audience="floor"
+    )
     now = int(time.time())
-    signed = jwt.encode({"sub": claims["sub"], "aud": "next", "iat": now, "exp": now + 300},
-                        _key, algorithm="ES256", headers={"typ": "at+jwt"})
-    return Response(json.dumps({"access_token": signed, "token_type": "Bearer"}),
-                    mimetype="application/json", headers={"Cache-Control": "no-store"})
+    signed = jwt.encode(
+        {"sub": claims["sub"], "aud": "next", "iat": now, "exp": now + 300},
+        _key,
+        algorithm="ES256",
+        headers={"typ": "at+jwt"},
+    )
+    return Response(
+        json.dumps({"access_token": signed, "token_type": "Bearer"}),
+        mimetype="application/json",
+        headers={"Cache-Control": "no-store"},
+    )

@@ -106,23 +106,39 @@ class Server:
     def __init__(self, app: str, env: dict[str, str], workers: int) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "config" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-             "--access-logfile", "/dev/null", "--error-logfile", "-", app],
-            env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, start_new_session=True)
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                str(ROOT / "config" / "gunicorn.conf.py"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--access-logfile",
+                "/dev/null",
+                "--error-logfile",
+                "-",
+                app,
+            ],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)  # noqa: S310
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
                 return
             except OSError as exc:
                 if getattr(exc, "code", None) == 404:  # the floor app has no health route
                     return
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr
-                                       else "gunicorn exited") from None
+                    raise RuntimeError(
+                        self.proc.stderr.read().decode() if self.proc.stderr else "gunicorn exited"
+                    ) from None
                 time.sleep(0.2)
         raise RuntimeError("server did not start")
 
@@ -134,18 +150,35 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def wrk(url: str, scenario: Scenario, duration: int, connections: int,
-        threads: int, pids: list[int]) -> dict[str, Any]:
+def wrk(
+    url: str, scenario: Scenario, duration: int, connections: int, threads: int, pids: list[int]
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         fh.write("\n".join(scenario.bodies) + "\n")
         bodies = fh.name
-    env = {**os.environ, "BENCH_BODIES": bodies, "BENCH_THREADS": str(threads),
-           "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in scenario.headers.items())}
+    env = {
+        **os.environ,
+        "BENCH_BODIES": bodies,
+        "BENCH_THREADS": str(threads),
+        "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in scenario.headers.items()),
+    }
     sts_before, pg_before = cpu_seconds(pids), cpu_seconds(postgres_pids())
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-         "-s", str(ROOT / "bench" / "wrk" / "post.lua"), url + scenario.path],
-        env=env, capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "wrk" / "post.lua"),
+            url + scenario.path,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     sts_cpu = cpu_seconds(pids) - sts_before
     pg_cpu = cpu_seconds(postgres_pids()) - pg_before
     os.unlink(bodies)
@@ -157,12 +190,20 @@ def wrk(url: str, scenario: Scenario, duration: int, connections: int,
         if parts[1] == "status":
             result["statuses"][parts[2]] = int(parts[3])
         elif parts[1] == "latency_us":
-            result.update(p50_ms=int(parts[2]) / 1000, p90_ms=int(parts[3]) / 1000,
-                          p99_ms=int(parts[4]) / 1000, max_ms=int(parts[5]) / 1000)
+            result.update(
+                p50_ms=int(parts[2]) / 1000,
+                p90_ms=int(parts[3]) / 1000,
+                p99_ms=int(parts[4]) / 1000,
+                max_ms=int(parts[5]) / 1000,
+            )
         elif parts[1] == "requests":
             requests, seconds = int(parts[2]), int(parts[4]) / 1e6
-            result.update(requests=requests, seconds=round(seconds, 2),
-                          rate=round(requests / seconds, 1), socket_errors=int(parts[6]))
+            result.update(
+                requests=requests,
+                seconds=round(seconds, 2),
+                rate=round(requests / seconds, 1),
+                socket_errors=int(parts[6]),
+            )
     ok = result["statuses"].get("200", 0)
     result["errors"] = result["requests"] - ok + result["socket_errors"]
     result["sts_cpu_ms_per_request"] = round(1000 * sts_cpu / max(result["requests"], 1), 3)
@@ -173,8 +214,9 @@ def wrk(url: str, scenario: Scenario, duration: int, connections: int,
 # -- registry -------------------------------------------------------------------------------
 def bench_database(pg: str) -> str:
     with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'chain_sts_bench'"
-                            ).fetchone():
+        if not conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = 'chain_sts_bench'"
+        ).fetchone():
             conn.execute('CREATE DATABASE "chain_sts_bench"')
     return f"postgresql+psycopg://{pg.split('://', 1)[1]}/chain_sts_bench"
 
@@ -203,21 +245,69 @@ def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> di
     now = int(time.time())
     secrets_by_name: dict[str, str] = {}
     with engine.begin() as conn:
-        for name, kind in [("web", "service"), ("agent", "agent"), ("data", "service"),
-                           ("introspector", "service")]:
-            _, secret = registry.create_nhi(conn, hasher, name=name, kind=kind, now=now,
-                                            admin="bench", scope="orders:read orders:write")
+        for name, kind in [
+            ("web", "service"),
+            ("agent", "agent"),
+            ("data", "service"),
+            ("introspector", "service"),
+        ]:
+            _, secret = registry.create_nhi(
+                conn,
+                hasher,
+                name=name,
+                kind=kind,
+                now=now,
+                admin="bench",
+                scope="orders:read orders:write",
+            )
             secrets_by_name[name] = secret or ""
-        registry.create_nhi(conn, hasher, name="tool", kind="workload", now=now, admin="bench",
-                            scope="orders:read", jwks=tool_keys.jwks)
-        registry.add_issuer(conn, issuer=IDP, jwks=idp.jwks, audiences=["web"],
-                            algorithms=["ES256"], scope_mode="cap", now=now, admin="bench")
-        rules.create_rule(conn, actor="web", targets=["agent"], scope="orders:read orders:write",
-                          subject=f"issuer:{IDP}", now=now, admin="bench")
-        rules.create_rule(conn, actor="agent", targets=["tool"], scope="orders:read orders:write",
-                          upstream="web", now=now, admin="bench")
-        rules.create_rule(conn, actor="tool", targets=["data"], scope="orders:read",
-                          upstream="agent", now=now, admin="bench")
+        registry.create_nhi(
+            conn,
+            hasher,
+            name="tool",
+            kind="workload",
+            now=now,
+            admin="bench",
+            scope="orders:read",
+            jwks=tool_keys.jwks,
+        )
+        registry.add_issuer(
+            conn,
+            issuer=IDP,
+            jwks=idp.jwks,
+            audiences=["web"],
+            algorithms=["ES256"],
+            scope_mode="cap",
+            now=now,
+            admin="bench",
+        )
+        rules.create_rule(
+            conn,
+            actor="web",
+            targets=["agent"],
+            scope="orders:read orders:write",
+            subject=f"issuer:{IDP}",
+            now=now,
+            admin="bench",
+        )
+        rules.create_rule(
+            conn,
+            actor="agent",
+            targets=["tool"],
+            scope="orders:read orders:write",
+            upstream="web",
+            now=now,
+            admin="bench",
+        )
+        rules.create_rule(
+            conn,
+            actor="tool",
+            targets=["data"],
+            scope="orders:read",
+            upstream="agent",
+            now=now,
+            admin="bench",
+        )
     engine.dispose()
     return secrets_by_name
 
@@ -227,11 +317,15 @@ def post(url: str, form: dict[str, str], auth: tuple[str, str] | None = None) ->
 
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(
-            f"{auth[0]}:{auth[1]}".encode()).decode()
-    req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(),  # noqa: S310
-                                 headers=headers)
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        headers["Authorization"] = (
+            "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        )
+    req = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers=headers,
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
@@ -241,32 +335,73 @@ def basic(name: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()}
 
 
-def scenarios(sts: str, creds: dict[str, str], idp: KeyPair, tool_keys: KeyPair,
-              count: int) -> list[Scenario]:
+def scenarios(
+    sts: str, creds: dict[str, str], idp: KeyPair, tool_keys: KeyPair, count: int
+) -> list[Scenario]:
     now = int(time.time())
-    person = idp.sign({"iss": IDP, "sub": "alice", "aud": "web", "iat": now, "exp": now + 3600,
-                       "scope": "orders:read orders:write", "jti": secrets.token_hex(8)})
-    hop1 = post(sts + "/token", {"grant_type": TE, "subject_token": person,
-                                 "subject_token_type": AT, "audience": "agent"},
-                ("web", creds["web"]))["access_token"]
-    hop2 = post(sts + "/token", {"grant_type": TE, "subject_token": hop1,
-                                 "subject_token_type": AT, "audience": "tool"},
-                ("agent", creds["agent"]))["access_token"]
+    person = idp.sign(
+        {
+            "iss": IDP,
+            "sub": "alice",
+            "aud": "web",
+            "iat": now,
+            "exp": now + 3600,
+            "scope": "orders:read orders:write",
+            "jti": secrets.token_hex(8),
+        }
+    )
+    hop1 = post(
+        sts + "/token",
+        {"grant_type": TE, "subject_token": person, "subject_token_type": AT, "audience": "agent"},
+        ("web", creds["web"]),
+    )["access_token"]
+    hop2 = post(
+        sts + "/token",
+        {"grant_type": TE, "subject_token": hop1, "subject_token_type": AT, "audience": "tool"},
+        ("agent", creds["agent"]),
+    )["access_token"]
 
     def assertion() -> str:
-        return tool_keys.sign({"iss": "tool", "sub": "tool", "aud": ISSUER + "/token",
-                               "iat": now, "exp": now + 3600, "jti": secrets.token_urlsafe(16)})
+        return tool_keys.sign(
+            {
+                "iss": "tool",
+                "sub": "tool",
+                "aud": ISSUER + "/token",
+                "iat": now,
+                "exp": now + 3600,
+                "jti": secrets.token_urlsafe(16),
+            }
+        )
 
-    actor = post(sts + "/token", {"grant_type": "client_credentials", "scope": "orders:read",
-                                  "client_assertion_type": ASSERTION_TYPE,
-                                  "client_assertion": assertion()})["access_token"]
+    actor = post(
+        sts + "/token",
+        {
+            "grant_type": "client_credentials",
+            "scope": "orders:read",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion(),
+        },
+    )["access_token"]
     q = urllib.parse.urlencode
-    one_hop = q({"grant_type": TE, "subject_token": person, "subject_token_type": AT,
-                 "audience": "agent"})
-    third = [q({"grant_type": TE, "subject_token": hop2, "subject_token_type": AT,
-                "actor_token": actor, "actor_token_type": AT, "audience": "data",
-                "scope": "orders:read", "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": assertion()}) for _ in range(count)]
+    one_hop = q(
+        {"grant_type": TE, "subject_token": person, "subject_token_type": AT, "audience": "agent"}
+    )
+    third = [
+        q(
+            {
+                "grant_type": TE,
+                "subject_token": hop2,
+                "subject_token_type": AT,
+                "actor_token": actor,
+                "actor_token_type": AT,
+                "audience": "data",
+                "scope": "orders:read",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion(),
+            }
+        )
+        for _ in range(count)
+    ]
     cc = q({"grant_type": "client_credentials", "scope": "orders:read"})
     introspect = q({"token": hop1})
     return [
@@ -280,29 +415,41 @@ def scenarios(sts: str, creds: dict[str, str], idp: KeyPair, tool_keys: KeyPair,
 def floor_scenario() -> tuple[Path, Scenario]:
     key = ec.generate_private_key(ec.SECP256R1())
     path = Path(tempfile.mkdtemp()) / "floor.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     now = int(time.time())
-    token = jwt.encode({"sub": "alice", "aud": "floor", "iat": now, "exp": now + 3600}, key,
-                       algorithm="ES256")
+    token = jwt.encode(
+        {"sub": "alice", "aud": "floor", "iat": now, "exp": now + 3600}, key, algorithm="ES256"
+    )
     body = urllib.parse.urlencode({"subject_token": token})
     return path, Scenario("floor_verify_and_sign", "/token", [body], {})
 
 
 # -- main -----------------------------------------------------------------------------------
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server URL (the bench creates its own database)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server URL (the bench creates its own database)",
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--only", default=None, help="run only scenarios containing this")
-    parser.add_argument("--scale", action="store_true",
-                        help="also seed 1M NHIs, 100k rules, 10M lineage rows and re-measure")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also seed 1M NHIs, 100k rules, 10M lineage rows and re-measure",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -311,23 +458,41 @@ def main() -> None:
     reset(url)
     work = Path(tempfile.mkdtemp(prefix="sts-bench-"))
     keys_dir = work / "keys"
-    subprocess.run([str(BIN / "sts"), "keys", "generate"], check=True, capture_output=True,
-                   env={**os.environ, "STS_KEYS_DIR": str(keys_dir), "STS_ENV": "production",
-                        "STS_ISSUER": ISSUER, "STS_DATABASE_URL": url})
+    subprocess.run(
+        [str(BIN / "sts"), "keys", "generate"],
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "STS_KEYS_DIR": str(keys_dir),
+            "STS_ENV": "production",
+            "STS_ISSUER": ISSUER,
+            "STS_DATABASE_URL": url,
+        },
+    )
     idp, tool_keys = KeyPair("idp-1"), KeyPair("tool-1")
     creds = seed_small(url, keys_dir, idp, tool_keys)
-    env = {"STS_ENV": "production", "STS_ISSUER": ISSUER, "STS_DATABASE_URL": url,
-           "STS_KEYS_DIR": str(keys_dir), "STS_LOG_LEVEL": "WARNING"}
-    report: dict[str, Any] = {"machine": {"cores": os.cpu_count()},
-                              "settings": vars(args), "scenarios": {}}
+    env = {
+        "STS_ENV": "production",
+        "STS_ISSUER": ISSUER,
+        "STS_DATABASE_URL": url,
+        "STS_KEYS_DIR": str(keys_dir),
+        "STS_LOG_LEVEL": "WARNING",
+    }
+    report: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count()},
+        "settings": vars(args),
+        "scenarios": {},
+    }
     count = 2000 * args.duration
     server = Server("sts.wsgi:app", env, args.workers)
     try:
         for scenario in scenarios(server.url, creds, idp, tool_keys, count):
             if args.only and args.only not in scenario.name:
                 continue
-            result = wrk(server.url, scenario, args.duration, args.connections, args.threads,
-                         server.pids())
+            result = wrk(
+                server.url, scenario, args.duration, args.connections, args.threads, server.pids()
+            )
             report["scenarios"][scenario.name] = result
             print(scenario.name, json.dumps(result), flush=True)
         if args.scale:
@@ -336,18 +501,24 @@ def main() -> None:
             seed_large(url)
             one_hop = scenarios(server.url, creds, idp, tool_keys, 1)[0]
             one_hop.name = "one_hop_exchange_basic_at_scale"
-            result = wrk(server.url, one_hop, args.duration, args.connections, args.threads,
-                         server.pids())
+            result = wrk(
+                server.url, one_hop, args.duration, args.connections, args.threads, server.pids()
+            )
             report["scenarios"][one_hop.name] = result
             print(one_hop.name, json.dumps(result), flush=True)
     finally:
         server.stop()
     key_path, floor = floor_scenario()
-    floor_server = Server("bench.floor_app:app", {"BENCH_FLOOR_KEY": str(key_path)},
-                          args.workers)
+    floor_server = Server("bench.floor_app:app", {"BENCH_FLOOR_KEY": str(key_path)}, args.workers)
     try:
-        result = wrk(floor_server.url, floor, args.duration, args.connections, args.threads,
-                     floor_server.pids())
+        result = wrk(
+            floor_server.url,
+            floor,
+            args.duration,
+            args.connections,
+            args.threads,
+            floor_server.pids(),
+        )
         report["scenarios"][floor.name] = result
         print(floor.name, json.dumps(result), flush=True)
     finally:
@@ -367,24 +538,35 @@ def write_report(report: dict[str, Any]) -> None:
         report["scale_p50_ratio"] = round(scaled["p50_ms"] / one_hop["p50_ms"], 3)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Chain STS benchmark results", "",
-             f"{report['machine']['cores']} cores, PostgreSQL on the same machine, gunicorn "
-             f"with {report['settings']['workers']} sync workers, wrk with "
-             f"{report['settings']['connections']} connections for "
-             f"{report['settings']['duration']} s per scenario.", "",
-             "| scenario | req/s | p50 ms | p90 ms | p99 ms | errors | STS CPU ms/req | "
-             "PostgreSQL CPU ms/req |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Chain STS benchmark results",
+        "",
+        f"{report['machine']['cores']} cores, PostgreSQL on the same machine, gunicorn "
+        f"with {report['settings']['workers']} sync workers, wrk with "
+        f"{report['settings']['connections']} connections for "
+        f"{report['settings']['duration']} s per scenario.",
+        "",
+        "| scenario | req/s | p50 ms | p90 ms | p99 ms | errors | STS CPU ms/req | "
+        "PostgreSQL CPU ms/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, r in runs.items():
-        lines.append(f"| {name} | {r['rate']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} "
-                     f"| {r['errors']} | {r['sts_cpu_ms_per_request']} | "
-                     f"{r['pg_cpu_ms_per_request']} |")
+        lines.append(
+            f"| {name} | {r['rate']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} "
+            f"| {r['errors']} | {r['sts_cpu_ms_per_request']} | "
+            f"{r['pg_cpu_ms_per_request']} |"
+        )
     lines.append("")
     if "one_hop_vs_floor" in report:
-        lines.append(f"One-hop exchange throughput is **{report['one_hop_vs_floor']}** of the "
-                     "floor (a bare endpoint that verifies one ES256 JWT and signs one).")
+        lines.append(
+            f"One-hop exchange throughput is **{report['one_hop_vs_floor']}** of the "
+            "floor (a bare endpoint that verifies one ES256 JWT and signs one)."
+        )
     if "scale_p50_ratio" in report:
-        lines.append(f"At scale (1M NHIs, 100k rules, 10M lineage rows) the one-hop p50 is "
-                     f"**{report['scale_p50_ratio']}x** the small registry's.")
+        lines.append(
+            f"At scale (1M NHIs, 100k rules, 10M lineage rows) the one-hop p50 is "
+            f"**{report['scale_p50_ratio']}x** the small registry's."
+        )
     (RESULTS / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 

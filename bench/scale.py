@@ -31,8 +31,13 @@ CHUNK = 100_000
 KINDS = ("service", "agent", "workload")
 
 
-def _copy(conn: psycopg.Connection[Any], table: str, columns: list[str],
-          rows: Callable[[int, int], Iterator[str]], total: int) -> None:
+def _copy(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: list[str],
+    rows: Callable[[int, int], Iterator[str]],
+    total: int,
+) -> None:
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     with tqdm(total=total, unit="row", unit_scale=True, desc=table) as bar:
         for start in range(0, total, CHUNK):
@@ -65,25 +70,58 @@ def seed_large(url: str, nhis: int = NHIS, rules: int = RULES, lineage: int = LI
         def nhi_rows(start: int, count: int) -> Iterator[str]:
             for i in range(start, start + count):
                 name = f"bulk-{i}"
-                yield (f"{first_id + i}\t{name}\t{KINDS[i % 3]}\tspiffe://bulk/{name}\tbulk\t"
-                       f"active\t\tread write\tclient_credentials\t{now}\t{now}\n")
+                yield (
+                    f"{first_id + i}\t{name}\t{KINDS[i % 3]}\tspiffe://bulk/{name}\tbulk\t"
+                    f"active\t\tread write\tclient_credentials\t{now}\t{now}\n"
+                )
 
-        _copy(conn, "nhi", ["id", "client_id", "kind", "sub", "owner", "status",
-                            "status_reason", "scopes", "grants", "created_at", "updated_at"],
-              nhi_rows, nhis)
-        conn.execute("SELECT setval(pg_get_serial_sequence('nhi', 'id'), "
-                     "(SELECT max(id) FROM nhi))")
+        _copy(
+            conn,
+            "nhi",
+            [
+                "id",
+                "client_id",
+                "kind",
+                "sub",
+                "owner",
+                "status",
+                "status_reason",
+                "scopes",
+                "grants",
+                "created_at",
+                "updated_at",
+            ],
+            nhi_rows,
+            nhis,
+        )
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('nhi', 'id'), (SELECT max(id) FROM nhi))"
+        )
 
         def rule_rows(start: int, count: int) -> Iterator[str]:
             for i in range(start, start + count):
                 actor = first_id + rng.randrange(nhis)
-                yield (f"bulkrule_{i}\t{actor}\tany\t\t\\N\tread\t\\N\t\\N\t\\N\tenabled\t"
-                       f"{now}\n")
+                yield (f"bulkrule_{i}\t{actor}\tany\t\t\\N\tread\t\\N\t\\N\t\\N\tenabled\t{now}\n")
 
-        _copy(conn, "delegation_rule", ["id", "actor_id", "subject_type", "subject_value",
-                                        "upstream_id", "scopes", "max_depth", "max_ttl",
-                                        "expires_at", "status", "created_at"],
-              rule_rows, rules)
+        _copy(
+            conn,
+            "delegation_rule",
+            [
+                "id",
+                "actor_id",
+                "subject_type",
+                "subject_value",
+                "upstream_id",
+                "scopes",
+                "max_depth",
+                "max_ttl",
+                "expires_at",
+                "status",
+                "created_at",
+            ],
+            rule_rows,
+            rules,
+        )
 
         def target_rows(start: int, count: int) -> Iterator[str]:
             for i in range(start, start + count):
@@ -106,18 +144,40 @@ def seed_large(url: str, nhis: int = NHIS, rules: int = RULES, lineage: int = LI
                         chain.insert(0, f"spiffe://bulk/bulk-{actor - first_id}")
                     expires = now - 86_400 + rng.randrange(172_800)
                     rev = f"{now}\t1" if revoked else "\\N\t\\N"
-                    yield (f"{jti}\t{parent}\t{txn}\texchange\talice-{i % 50_000}\t"
-                           f"https://idp.bench.test\t{actor}\tbulk\t\\N\tbulk\tread\t\\N\t"
-                           f"{json.dumps(chain)}\t{depth}\t{now}\t{expires}\t{rev}\n")
+                    yield (
+                        f"{jti}\t{parent}\t{txn}\texchange\talice-{i % 50_000}\t"
+                        f"https://idp.bench.test\t{actor}\tbulk\t\\N\tbulk\tread\t\\N\t"
+                        f"{json.dumps(chain)}\t{depth}\t{now}\t{expires}\t{rev}\n"
+                    )
                     parent = jti
                     i += 1
 
-        _copy(conn, "issued_token", ["jti", "parent_jti", "txn", "grant_type", "subject",
-                                     "subject_issuer", "actor_id", "client_id",
-                                     "credential_id", "target", "scope", "rule_id", "chain",
-                                     "depth", "issued_at", "expires_at", "revoked_at",
-                                     "revocation_id"],
-              lineage_rows, lineage)
+        _copy(
+            conn,
+            "issued_token",
+            [
+                "jti",
+                "parent_jti",
+                "txn",
+                "grant_type",
+                "subject",
+                "subject_issuer",
+                "actor_id",
+                "client_id",
+                "credential_id",
+                "target",
+                "scope",
+                "rule_id",
+                "chain",
+                "depth",
+                "issued_at",
+                "expires_at",
+                "revoked_at",
+                "revocation_id",
+            ],
+            lineage_rows,
+            lineage,
+        )
         for ix in tqdm(indexes, desc="indexes"):
             conn.execute(str(CreateIndex(ix).compile(dialect=engine.dialect)))
         for table in ("nhi", "delegation_rule", "rule_target", "issued_token"):
