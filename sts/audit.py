@@ -16,6 +16,7 @@ from sts.registry import RegistryError
 from sts.store.models import AuditEvent, IssuedToken, Revocation
 
 MAX_ROWS = 10_000
+ISSUED = "token.issued"
 
 
 def _event(row: Any) -> dict[str, Any]:
@@ -67,26 +68,97 @@ def _hop(row: Any, now: int) -> dict[str, Any]:
     }
 
 
+def _hop_from_event(row: Any, now: int) -> dict[str, Any]:
+    """A hop whose lineage row housekeeping removed, told by its ``token.issued`` event."""
+    detail = row.detail or {}
+    exp = detail.get("exp")
+    return {
+        "jti": row.jti,
+        "parent_jti": row.parent_jti,
+        "depth": len(row.chain or []),
+        "grant_type": detail.get("grant_type"),
+        "actor": row.client_id,
+        "credential_id": row.credential_id,
+        "target": row.target,
+        "scope": row.scope,
+        "rule_id": row.rule_id,
+        "chain": list(row.chain or []),
+        "issued_at": row.at,
+        "expires_at": exp,
+        "status": "expired" if isinstance(exp, int) and exp <= now else "unknown",
+        "revoked_at": None,
+        "revocation_id": None,
+    }
+
+
+def _initiator_row(row: Any) -> dict[str, Any]:
+    return {
+        "subject": row.subject,
+        "issuer": row.subject_issuer,
+        "first_client": row.client_id,
+        "at": row.issued_at,
+    }
+
+
+def _initiator_event(row: Any) -> dict[str, Any]:
+    # The audit trail does not record the issuer of the chain's subject.
+    return {"subject": row.subject, "issuer": None, "first_client": row.client_id, "at": row.at}
+
+
+def _issued_events(conn: Connection, txn: str) -> list[Any]:
+    return list(
+        conn.execute(
+            select(AuditEvent)
+            .where(AuditEvent.txn == txn, AuditEvent.event == ISSUED)
+            .order_by(AuditEvent.at, AuditEvent.id)
+            .limit(MAX_ROWS)
+        ).all()
+    )
+
+
 def show(
     conn: Connection, *, now: int, jti: str | None = None, txn: str | None = None
 ) -> dict[str, Any]:
-    """Everything known about one transaction (named directly or by one of its tokens)."""
+    """Everything known about one transaction (named directly or by one of its tokens).
+
+    The lineage rows tell it; once housekeeping has removed them (:mod:`sts.gc`), the audit
+    trail, which keeps its own copy of every issued hop, still does."""
     if (jti is None) == (txn is None):
         raise RegistryError("invalid", "give exactly one of a jti or a txn")
     if jti is not None:
         txn = conn.execute(select(IssuedToken.txn).where(IssuedToken.jti == jti)).scalar()
         if txn is None:
+            txn = conn.execute(
+                select(AuditEvent.txn).where(AuditEvent.jti == jti, AuditEvent.event == ISSUED)
+            ).scalar()
+        if txn is None:
             raise RegistryError("not_found", "no token with this jti")
+    assert txn is not None
     rows = conn.execute(
         select(IssuedToken)
         .where(IssuedToken.txn == txn)
         .order_by(IssuedToken.issued_at, IssuedToken.depth, IssuedToken.jti)
         .limit(MAX_ROWS)
     ).all()
-    if not rows:
-        raise RegistryError("not_found", "no tokens in this transaction")
-    root = next((r for r in rows if r.parent_jti is None), rows[0])
     hops = [_hop(r, now) for r in rows]
+    # Housekeeping removes the hops that expired first (the deepest ones) before the others:
+    # the audit trail fills in whatever the lineage no longer holds.
+    known = {h["jti"] for h in hops}
+    events = [e for e in _issued_events(conn, txn) if e.jti not in known]
+    if not hops and not events:
+        raise RegistryError("not_found", "no tokens in this transaction")
+    hops = sorted(
+        [*hops, *(_hop_from_event(e, now) for e in events)],
+        key=lambda h: (h["issued_at"], h["depth"], h["jti"]),
+    )
+    root = next((r for r in rows if r.parent_jti is None), None)
+    first = next((e for e in events if e.parent_jti is None), None)
+    if root is not None:
+        initiated_by = _initiator_row(root)
+    elif first is not None:
+        initiated_by = _initiator_event(first)
+    else:
+        initiated_by = _initiator_row(rows[0]) if rows else _initiator_event(events[0])
     executed: list[str] = []
     for hop in hops:
         if hop["actor"] not in executed:
@@ -108,12 +180,7 @@ def show(
     return {
         "txn": txn,
         "focus": jti,
-        "initiated_by": {
-            "subject": root.subject,
-            "issuer": root.subject_issuer,
-            "first_client": root.client_id,
-            "at": root.issued_at,
-        },
+        "initiated_by": initiated_by,
         "executed_by": executed,
         "hops": hops,
         "denied": [_event(e) for e in denied],

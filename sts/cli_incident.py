@@ -91,7 +91,7 @@ def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
         init = story["initiated_by"]
         click.echo(
             f"transaction {story['txn']}\ninitiated by {init['subject']} "
-            f"(issuer {init['issuer']}) at {_iso(init['at'])}, first client "
+            f"(issuer {init['issuer'] or 'not recorded'}) at {_iso(init['at'])}, first client "
             f"{init['first_client']}\nexecuted by {' -> '.join(story['executed_by'])}"
         )
         for hop in story["hops"]:

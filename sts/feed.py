@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from sts.server import ChainAuthorizationServer
 
 FEED_PAGE = 1000
+#: Revocation ids are 32-bit integers; no cursor the feed hands out goes beyond.
+MAX_REVOCATION_ID = 2**31 - 1
 
 
 def authenticate_poller(server: ChainAuthorizationServer, request: TokenRequest) -> None:
@@ -37,7 +39,16 @@ def parse_cursor(value: str | None) -> tuple[int, str]:
     if not value:
         return 0, ""
     rid, _, jti = value.partition(".")
-    if not rid.isdigit() or len(value) > 128:
+    # ASCII digits only (str.isdigit also accepts "²", which int() refuses), and no larger
+    # than a revocation id can be (a 32-bit integer column), so the query never overflows;
+    # a jti is printable ASCII (PostgreSQL refuses a NUL in a text parameter).
+    if (
+        len(value) > 128
+        or not (rid.isascii() and rid.isdigit())
+        or not (jti.isascii() and jti.isprintable())
+        or len(rid) > 10
+        or int(rid) > MAX_REVOCATION_ID
+    ):
         raise errors.InvalidRequest("malformed feed cursor", "Malformed cursor.")
     return int(rid), jti
 
