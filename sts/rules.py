@@ -7,6 +7,7 @@ audits, and raises :class:`sts.registry.RegistryError`.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,27 +16,32 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from sts.domain import KINDS, scope_str
+from sts.errors import InvalidScope
 from sts.registry import RegistryError, audit_admin_action, invalid
 from sts.rfc6749.grants import parse_scope
 from sts.store.models import DelegationRule, Nhi, RuleTarget
 
 ANY_TARGET = "*"
+#: Largest ``max_ttl`` a rule can store (a 32-bit column); the global maximum applies too.
+MAX_TTL = 2**31 - 1
 
 
 def parse_subject(value: str) -> tuple[str, str]:
     """``any`` | ``issuer:ISS`` | ``kind:KIND`` | ``sub:SUB`` | ``SUB``."""
     if value == "any":
         return "any", ""
+    if len(value) > 2048:
+        raise invalid("subject must be at most 2048 characters", "subject")
     for prefix in ("issuer", "kind", "sub"):
         if value.startswith(prefix + ":"):
             rest = value[len(prefix) + 1 :]
             if not rest:
-                raise invalid(f"subject {prefix}: needs a value")
+                raise invalid(f"subject {prefix}: needs a value", "subject")
             if prefix == "kind" and rest not in KINDS:
-                raise invalid(f"subject kind must be one of {', '.join(KINDS)}")
+                raise invalid(f"subject kind must be one of {', '.join(KINDS)}", "subject")
             return prefix, rest
-    if not value or len(value) > 2048:
-        raise invalid("subject must be any, SUB, issuer:ISS or kind:KIND")
+    if not value:
+        raise invalid("subject must be any, SUB, issuer:ISS or kind:KIND", "subject")
     return "sub", value
 
 
@@ -45,20 +51,107 @@ def parse_expiry(value: str | None, now: int) -> int | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise invalid("expires must be an ISO 8601 date-time") from None
+        raise invalid("expires must be an ISO 8601 date-time", "expires") from None
     if moment.tzinfo is None:
-        raise invalid("expires must carry a time zone (e.g. Z)")
+        raise invalid("expires must carry a time zone (e.g. Z)", "expires")
     expires = int(moment.timestamp())
     if expires <= now:
-        raise invalid("expires must be in the future")
+        raise invalid("expires must be in the future", "expires")
     return expires
 
 
-def _nhi_id(conn: Connection, name: str, what: str) -> int:
+def _nhi_id(conn: Connection, name: str, what: str, field: str) -> int:
     row = conn.execute(select(Nhi.id).where(Nhi.client_id == name)).first()
     if row is None:
-        raise RegistryError("not_found", f"{what} {name!r} is not a registered NHI")
+        raise RegistryError("not_found", f"{what} {name!r} is not a registered NHI", field)
     return int(row.id)
+
+
+@dataclass(frozen=True)
+class _RuleSpec:
+    """A validated rule, its NHIs resolved to ids."""
+
+    actor: str
+    targets: list[str]
+    actor_id: int
+    target_ids: frozenset[int | None]
+    subject_type: str
+    subject_value: str
+    upstream_id: int | None
+    scopes: str
+    max_depth: int | None
+    max_ttl: int | None
+    expires_at: int | None
+
+
+def _rule_spec(
+    conn: Connection,
+    *,
+    actor: str,
+    targets: list[str],
+    scope: str,
+    now: int,
+    subject: str,
+    upstream: str | None,
+    max_depth: int | None,
+    max_ttl: int | None,
+    expires: str | None,
+) -> _RuleSpec:
+    if not targets:
+        raise invalid("a rule needs at least one target (or '*', explicitly)", "targets")
+    if max_depth is not None and not 1 <= max_depth <= 32:
+        raise invalid("max depth must be between 1 and 32", "max_depth")
+    if max_ttl is not None and not 1 <= max_ttl <= MAX_TTL:
+        raise invalid(f"max ttl must be between 1 and {MAX_TTL} seconds", "max_ttl")
+    try:
+        scopes = parse_scope(scope) if scope else frozenset()
+    except InvalidScope:
+        raise invalid("scope must be space-separated RFC 6749 §3.3 scope tokens", "scope") from None
+    subject_type, subject_value = parse_subject(subject)
+    expires_at = parse_expiry(expires, now)
+    actor_id = _nhi_id(conn, actor, "actor", "actor")
+    target_ids: set[int | None] = set()
+    for name in targets:
+        target_ids.add(None if name == ANY_TARGET else _nhi_id(conn, name, "target", "targets"))
+    upstream_id = _nhi_id(conn, upstream, "upstream", "upstream") if upstream else None
+    return _RuleSpec(
+        actor=actor,
+        targets=sorted(set(targets)),
+        actor_id=actor_id,
+        target_ids=frozenset(target_ids),
+        subject_type=subject_type,
+        subject_value=subject_value,
+        upstream_id=upstream_id,
+        scopes=scope_str(set(scopes or ())),
+        max_depth=max_depth,
+        max_ttl=max_ttl,
+        expires_at=expires_at,
+    )
+
+
+def _insert_rule(conn: Connection, spec: _RuleSpec, now: int, admin: str) -> dict[str, Any]:
+    rule_id = "rule_" + secrets.token_hex(8)
+    conn.execute(
+        insert(DelegationRule).values(
+            id=rule_id,
+            actor_id=spec.actor_id,
+            subject_type=spec.subject_type,
+            subject_value=spec.subject_value,
+            upstream_id=spec.upstream_id,
+            scopes=spec.scopes,
+            max_depth=spec.max_depth,
+            max_ttl=spec.max_ttl,
+            expires_at=spec.expires_at,
+            status="enabled",
+            created_at=now,
+        )
+    )
+    for target_id in sorted(spec.target_ids, key=lambda t: -1 if t is None else t):
+        conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
+    audit_admin_action(
+        conn, now, admin, "admin.rule.create", rule=rule_id, actor=spec.actor, targets=spec.targets
+    )
+    return get_rule(conn, rule_id)
 
 
 def create_rule(
@@ -75,41 +168,74 @@ def create_rule(
     max_ttl: int | None = None,
     expires: str | None = None,
 ) -> dict[str, Any]:
-    if not targets:
-        raise invalid("a rule needs at least one target (or '*', explicitly)")
-    if max_depth is not None and not 1 <= max_depth <= 32:
-        raise invalid("max depth must be between 1 and 32")
-    if max_ttl is not None and max_ttl < 1:
-        raise invalid("max ttl must be a positive number of seconds")
-    scopes = parse_scope(scope) if scope else frozenset()
-    subject_type, subject_value = parse_subject(subject)
-    actor_id = _nhi_id(conn, actor, "actor")
-    target_ids: set[int | None] = set()
-    for name in targets:
-        target_ids.add(None if name == ANY_TARGET else _nhi_id(conn, name, "target"))
-    upstream_id = _nhi_id(conn, upstream, "upstream") if upstream else None
-    rule_id = "rule_" + secrets.token_hex(8)
-    conn.execute(
-        insert(DelegationRule).values(
-            id=rule_id,
-            actor_id=actor_id,
-            subject_type=subject_type,
-            subject_value=subject_value,
-            upstream_id=upstream_id,
-            scopes=scope_str(set(scopes or ())),
-            max_depth=max_depth,
-            max_ttl=max_ttl,
-            expires_at=parse_expiry(expires, now),
-            status="enabled",
-            created_at=now,
+    spec = _rule_spec(
+        conn,
+        actor=actor,
+        targets=targets,
+        scope=scope,
+        now=now,
+        subject=subject,
+        upstream=upstream,
+        max_depth=max_depth,
+        max_ttl=max_ttl,
+        expires=expires,
+    )
+    return _insert_rule(conn, spec, now, admin)
+
+
+def ensure_rule(
+    conn: Connection,
+    *,
+    actor: str,
+    targets: list[str],
+    scope: str,
+    now: int,
+    admin: str,
+    subject: str = "any",
+    upstream: str | None = None,
+    max_depth: int | None = None,
+    max_ttl: int | None = None,
+    expires: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Idempotent :func:`create_rule`: ``(rule, created)``. Rules have no name, so an enabled
+    rule that says exactly the same (actor, targets, scope, subject, upstream, limits, expiry)
+    stands for this one and is returned instead of a duplicate."""
+    spec = _rule_spec(
+        conn,
+        actor=actor,
+        targets=targets,
+        scope=scope,
+        now=now,
+        subject=subject,
+        upstream=upstream,
+        max_depth=max_depth,
+        max_ttl=max_ttl,
+        expires=expires,
+    )
+    candidates = conn.execute(
+        select(DelegationRule.id)
+        .where(
+            DelegationRule.actor_id == spec.actor_id,
+            DelegationRule.status == "enabled",
+            DelegationRule.subject_type == spec.subject_type,
+            DelegationRule.subject_value == spec.subject_value,
+            DelegationRule.scopes == spec.scopes,
+            _same(DelegationRule.upstream_id, spec.upstream_id),
+            _same(DelegationRule.max_depth, spec.max_depth),
+            _same(DelegationRule.max_ttl, spec.max_ttl),
+            _same(DelegationRule.expires_at, spec.expires_at),
         )
-    )
-    for target_id in sorted(target_ids, key=lambda t: -1 if t is None else t):
-        conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
-    audit_admin_action(
-        conn, now, admin, "admin.rule.create", rule=rule_id, actor=actor, targets=sorted(targets)
-    )
-    return get_rule(conn, rule_id)
+        .order_by(DelegationRule.created_at, DelegationRule.id)
+    ).scalars()
+    for rule_id in candidates:
+        ids = conn.execute(select(RuleTarget.target_id).where(RuleTarget.rule_id == rule_id))
+        if frozenset(ids.scalars()) == spec.target_ids:
+            return get_rule(conn, rule_id), False
+    return _insert_rule(conn, spec, now, admin), True
+
+
+def _same(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
 
 
 def _targets(conn: Connection, rule_ids: list[str]) -> dict[str, list[str]]:
