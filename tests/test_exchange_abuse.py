@@ -550,6 +550,18 @@ def test_chain_when_actor_already_in_it_then_invalid_request(world, trail):
     assert event.chain == ["agent", "web"]
 
 
+def test_chain_when_cycle_toward_a_target_without_rule_then_same_invalid_target(world, trail):
+    # The cycle is not judged before the rules: a registered target no rule reaches answers
+    # exactly like an unknown one, whatever the chain.
+    world.rule("agent", ["web"])
+    back_to_web = world.hop("agent", world.agent_token(), audience="web")
+    trail.mark()
+    resp = world.send("web", back_to_web, audience="other")
+    trail.denied(resp, 400, TARGET_REFUSED, "no rule lets this actor reach this target")
+    unknown = world.send("web", back_to_web, audience="nobody")
+    assert unknown.status_code == resp.status_code and unknown.data == resp.data
+
+
 def test_chain_when_subject_nhi_would_act_for_itself_downstream_then_invalid_request(
     world, trail, relay
 ):

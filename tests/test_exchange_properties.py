@@ -129,14 +129,8 @@ def expect(
     if target is not None and (target not in world.names or target in world.disabled):
         return Denied("invalid_target")
     goal = target or actor
-    # §5.9: newest outermost; no level for self; a repeated actor is a cycle.
-    if (not tok.chain and actor == tok.sub) or (tok.chain and tok.chain[0] == actor):
-        chain = tok.chain
-    elif actor in tok.chain or actor == tok.sub:
-        return Denied("invalid_request")
-    else:
-        chain = (actor, *tok.chain)
-    # §5.5: default deny.
+    # §5.5: default deny; no rule reaching the target is invalid_target before any judgement
+    # of the chain, so a target without a rule answers like an unknown one.
     reaching = [
         r
         for r in world.rules
@@ -144,6 +138,13 @@ def expect(
     ]
     if not reaching:
         return Denied("invalid_target")
+    # §5.9: newest outermost; no level for self; a repeated actor is a cycle.
+    if (not tok.chain and actor == tok.sub) or (tok.chain and tok.chain[0] == actor):
+        chain = tok.chain
+    elif actor in tok.chain or actor == tok.sub:
+        return Denied("invalid_request")
+    else:
+        chain = (actor, *tok.chain)
     if len(chain) > cfg.max_chain_depth:
         return Denied("invalid_request")
     upstream = tok.chain[0] if tok.chain else (tok.sub if world.root_nhi_kind else None)

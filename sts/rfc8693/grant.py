@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from sts.chain import Actor, Chain, ChainError
 from sts.domain import TOKEN_EXCHANGE, Client, Target, scope_str
-from sts.errors import InvalidRequest
+from sts.errors import InvalidRequest, InvalidTarget
 from sts.policy import Decision, Subject, decide
+from sts.ports import RuleView
 from sts.rfc6749.grants import StsGrant, TokenResponse
 from sts.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.rfc9068 import AccessToken, new_jti
@@ -48,8 +49,9 @@ class TokenExchangeGrant(StsGrant):
         self.bind_audience(subject, client, "subject")
         actor, actor_exp = self.resolve_actor(params, client, subject)
         target = self.resolve_target(params, client)
+        rules = self.reaching_rules(client, target)
         chain = self.extend_chain(subject, actor)
-        decision = self.decide(client, subject, target, chain, params, actor_exp)
+        decision = self.decide(client, subject, target, chain, params, actor_exp, rules)
         self.exchange = Exchange(
             client, subject, actor, target, chain, decision, params.requested_token_type
         )
@@ -122,6 +124,16 @@ class TokenExchangeGrant(StsGrant):
         request.audit["target"] = target.client_id
         return target
 
+    def reaching_rules(self, client: Client, target: Target) -> list[RuleView]:
+        """DESIGN §5.5-5.6: no rule letting this actor reach this target at all is
+        ``invalid_target``, decided before anything about the chain, so a registered target
+        without a rule answers exactly like an unknown one (the registry cannot be probed)."""
+        request = self.request
+        rules = request.store.rules_for(client.id, target.id, request.now)
+        if not rules:
+            raise InvalidTarget("no rule lets this actor reach this target")
+        return rules
+
     def extend_chain(self, subject: ValidatedToken, actor: Actor) -> Chain:
         """DESIGN §5.9: newest actor outermost; no level for self; cycles refused.
 
@@ -151,6 +163,7 @@ class TokenExchangeGrant(StsGrant):
         chain: Chain,
         params: ExchangeParams,
         actor_exp: int | None,
+        rules: list[RuleView],
     ) -> Decision:
         """DESIGN §5.5, §5.7, §5.8."""
         request, settings = self.request, self.server.settings
@@ -174,7 +187,7 @@ class TokenExchangeGrant(StsGrant):
         )
         exps = (subject.exp,) if actor_exp is None else (subject.exp, actor_exp)
         decision = decide(
-            rules=store.rules_for(client.id, target.id, request.now),
+            rules=rules,
             subject=facts,
             new_chain=chain,
             requested=params.scope,
