@@ -15,6 +15,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sts import errors, feed, logs, rfc7009, rfc7662
+from sts.admin_api import init_app as init_admin_api
 from sts.clock import Clock
 from sts.rfc6749 import TokenRequest
 from sts.rfc8414 import (
@@ -244,4 +245,5 @@ def create_app(
     app.before_request(_assign_request_id)
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _handle_exception)
+    init_admin_api(app)
     return app
