@@ -459,3 +459,7 @@ from sts.cli_incident import audit, gc, revoke  # noqa: E402
 main.add_command(revoke)
 main.add_command(audit)
 main.add_command(gc)
+
+from sts.cli_admin import admin  # noqa: E402
+
+main.add_command(admin)
