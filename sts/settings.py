@@ -62,6 +62,8 @@ class Settings:
     max_request_bytes: int = 65536
     #: Largest accepted single token (subject, actor, client assertion), bytes.
     max_token_bytes: int = 16384
+    #: How often the key directory is checked for a rotated key, seconds.
+    keys_reload_seconds: int = 5
     #: Timeout for fetching a remote JWKS (client or trusted issuer), seconds.
     jwks_fetch_timeout: float = 3.0
     #: How long a fetched JWKS is cached, seconds.
@@ -102,6 +104,7 @@ class Settings:
             "max_chain_depth",
             "max_request_bytes",
             "max_token_bytes",
+            "keys_reload_seconds",
             "jwks_cache_seconds",
             "retry_after_seconds",
             "lineage_retention_days",
