@@ -60,10 +60,17 @@ class Client:
     scopes: frozenset[str]
     grants: frozenset[str]
     credentials: tuple[CredentialView, ...] = field(default=())
+    #: Failed authentications recorded since ``failures_since`` (brute-force throttling).
+    failures: int = 0
+    failures_since: int = 0
 
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    def throttled(self, now: int, limit: int, window: int) -> bool:
+        """Too many failed authentications in the current window."""
+        return self.failures >= limit and now < self.failures_since + window
 
     def secrets(self) -> list[CredentialView]:
         return [c for c in self.credentials if c.type == "secret"]

@@ -112,6 +112,11 @@ class Store(Protocol):
     def client(self, client_id: str, now: int) -> Client | None:
         """The NHI with its credentials live at ``now``, or ``None``."""
 
+    def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
+        """Count a failed authentication of a registered client in the current window."""
+
+    def clear_auth_failures(self, client_id: str) -> None: ...
+
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was
         seen before (a replay)."""

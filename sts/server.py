@@ -98,7 +98,26 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     def authenticate(self, request: TokenRequest) -> Client:
         """RFC 6749 §2.3: the one method the request uses (DESIGN §5.1), at any endpoint."""
-        client: Client = self.authenticate_client(request, [detect_auth_method(request)])
+        method = detect_auth_method(request)
+        settings = self.settings
+        try:
+            client: Client = self.authenticate_client(request, [method])
+            # Checked after the credential, so a throttled client costs the same work (and
+            # time) as any other and the answer is the same bytes: nothing tells an attacker
+            # that the id exists or that it is throttled.
+            if client.throttled(
+                request.now, settings.auth_failure_limit, settings.auth_failure_window
+            ):
+                raise errors.InvalidClient("throttled: too many failed authentications")
+        except OAuth2Error as err:
+            attempted = request.audit.get("client_id")
+            if err.error == "invalid_client" and attempted:
+                request.store.record_auth_failure(
+                    attempted, request.now, settings.auth_failure_window
+                )
+            raise
+        if client.failures:
+            request.store.clear_auth_failures(client.client_id)
         request.client = client
         request.audit["client_id"] = client.client_id
         return client

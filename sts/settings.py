@@ -56,6 +56,10 @@ class Settings:
     leeway: int = 30
     #: Global cap on ``act`` nesting depth of a minted token (a rule may lower it).
     max_chain_depth: int = 5
+    #: Failed authentications of one client within the window before it is throttled.
+    auth_failure_limit: int = 10
+    #: The brute-force window, seconds: a throttled client may try again when it ends.
+    auth_failure_window: int = 300
     #: How long lineage rows are kept after their token expired (``sts gc``), days.
     lineage_retention_days: int = 30
     #: Largest accepted request body, bytes.
@@ -108,6 +112,8 @@ class Settings:
             "jwks_cache_seconds",
             "retry_after_seconds",
             "lineage_retention_days",
+            "auth_failure_limit",
+            "auth_failure_window",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"STS_{name.upper()} must be a positive integer")

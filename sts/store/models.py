@@ -203,3 +203,14 @@ class ClientAssertionJti(Base):
     client_id: Mapped[str] = mapped_column(Name, primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class AuthFailure(Base):
+    """Failed client authentications per registered client in the current window, shared by
+    every STS process so throttling holds across replicas (brute-force protection)."""
+
+    __tablename__ = "auth_failure"
+
+    client_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer)

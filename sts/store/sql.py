@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
-from sqlalchemy import JSON, and_, bindparam, delete, insert, literal, or_, select
+from sqlalchemy import JSON, and_, bindparam, case, delete, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
@@ -27,6 +27,7 @@ from sts.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
 from sts.revocation import revoke
 from sts.store.models import (
     AuditEvent,
+    AuthFailure,
     ClientAssertionJti,
     Credential,
     DelegationRule,
@@ -96,6 +97,7 @@ class _Statements:
     rules: Any
     lock_txn_root: Any | None
     remember_assertion: Any
+    auth_failure: Any
 
 
 def _statements(dialect: str) -> _Statements:
@@ -120,12 +122,30 @@ def _statements(dialect: str) -> _Statements:
             Credential.jwks,
             Credential.jwks_uri,
             Credential.expires_at,
+            AuthFailure.failures,
+            AuthFailure.window_start,
         )
         .outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
+        .outerjoin(AuthFailure, AuthFailure.client_id == Nhi.client_id)
         .where(Nhi.client_id == bindparam("client_id"))
     )
     root = select(IssuedToken.txn).where(IssuedToken.jti == bindparam("jti")).scalar_subquery()
-    upsert = (postgresql if lock else sqlite).insert(ClientAssertionJti)
+    dialect_insert = (postgresql if lock else sqlite).insert
+    upsert = dialect_insert(ClientAssertionJti)
+    fresh = AuthFailure.window_start < bindparam("window_start_limit")
+    failure = dialect_insert(AuthFailure).from_select(
+        ["client_id", "window_start", "failures"],
+        select(Nhi.client_id, bindparam("now"), literal(1)).where(
+            Nhi.client_id == bindparam("client_id")
+        ),
+    )
+    failure = failure.on_conflict_do_update(
+        index_elements=[AuthFailure.client_id],
+        set_={
+            "failures": case((fresh, 1), else_=AuthFailure.failures + 1),
+            "window_start": case((fresh, bindparam("now")), else_=AuthFailure.window_start),
+        },
+    )
     return _Statements(
         client=shared(client, Nhi),
         issuer=shared(select(TrustedIssuer).where(TrustedIssuer.issuer == bindparam("issuer"))),
@@ -137,6 +157,7 @@ def _statements(dialect: str) -> _Statements:
         ),
         # RETURNING, not rowcount: psycopg reports -1 for a conflict-skipping INSERT.
         remember_assertion=upsert.on_conflict_do_nothing().returning(ClientAssertionJti.jti),
+        auth_failure=failure,
     )
 
 
@@ -154,6 +175,7 @@ _PURGE_ASSERTIONS = delete(ClientAssertionJti).where(
     ClientAssertionJti.client_id == bindparam("client_id"),
     ClientAssertionJti.expires_at < bindparam("now"),
 )
+_CLEAR_FAILURES = delete(AuthFailure).where(AuthFailure.client_id == bindparam("client_id"))
 _INSERT_TOKEN = insert(IssuedToken)
 _INSERT_AUDIT = insert(AuditEvent)
 
@@ -228,6 +250,12 @@ class SqlStore:
             self._cursor = driver.cursor(row_factory=namedtuple_row)
 
     def _run(self, stmt: Any, params: dict[str, Any]) -> list[Any]:
+        if self._cursor is not None and any(
+            isinstance(v, str) and "\x00" in v for v in params.values()
+        ):
+            # PostgreSQL text cannot hold NUL: no stored key contains one, so a lookup or a
+            # keyed write with such a value (hostile input) matches nothing.
+            return []
         if self._cursor is None:
             result = self.conn.execute(stmt, params)
             return list(result.all()) if result.returns_rows else []
@@ -258,7 +286,20 @@ class SqlStore:
             scope_set(first.scopes),
             scope_set(first.grants),
             creds,
+            first.failures or 0,
+            first.window_start or 0,
         )
+
+    def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
+        """Count a failed authentication of a registered client (unknown ids are not stored:
+        they cannot be broken into, and storing them would let anyone fill the table)."""
+        self._run(
+            self._sql.auth_failure,
+            {"client_id": client_id, "now": now, "window_start_limit": now - window},
+        )
+
+    def clear_auth_failures(self, client_id: str) -> None:
+        self._run(_CLEAR_FAILURES, {"client_id": client_id})
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         self._run(_PURGE_ASSERTIONS, {"client_id": client_id, "now": now})
@@ -287,8 +328,13 @@ class SqlStore:
 
     @staticmethod
     def _audit_values(record: AuditRecord) -> dict[str, Any]:
-        values = dict(record.__dict__)
-        values["chain"] = list(record.chain)
+        """Audit facts may echo hostile input (an attempted client_id): NUL, which no text
+        column can hold, is replaced rather than losing the event."""
+        values = {
+            k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v
+            for k, v in record.__dict__.items()
+        }
+        values["chain"] = [c.replace("\x00", "\ufffd") for c in record.chain]
         return values
 
     def record_token(self, record: IssuedRecord) -> None:
