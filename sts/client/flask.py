@@ -1,0 +1,259 @@
+"""Flask integration: protect views with ``@require_token`` and call the next hop with an
+exchanged token, never the incoming one.
+
+::
+
+    sts = ChainSts(app, issuer="https://sts.example.com", client_id="agent",
+                   client_secret=os.environ["AGENT_SECRET"])
+
+    @app.post("/plan")
+    @require_token(scope="orders:read")
+    def plan():
+        caller = current_caller()            # sub, actors in order, txn, scopes
+        r = requests.post(TOOL_URL, json=..., auth=downstream_auth("tool", scope="orders:read"))
+        ...
+
+``require_token`` verifies the bearer token (RFC 6750 §2.1) against the STS's keys and
+revocation feed, checks that it is addressed to this service and carries the scope, and keeps
+it out of the view's reach. ``downstream_auth`` exchanges it, per call, for a token addressed
+to the named next hop. Refusals are RFC 6750 §3 answers: 401 ``invalid_token`` with a
+``WWW-Authenticate`` challenge, 403 ``insufficient_scope``, 503 when keys or the revocation
+feed cannot be read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar, overload
+
+import jwt
+from flask import Flask, Response, current_app, g, request
+
+from sts.client.credentials import ClientCredential, ClientSecret
+from sts.client.errors import InvalidToken, TokenRejected
+from sts.client.exchange import ExchangeClient
+from sts.client.http_auth import ExchangeAuth
+from sts.client.verifier import Caller, TokenVerifier
+
+__all__ = ["ChainSts", "current_caller", "downstream_auth", "require_token"]
+
+EXTENSION = "chain_sts"
+log = logging.getLogger("sts.client.flask")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class MissingToken(InvalidToken):
+    """No bearer token at all: a bare challenge, without an error code (RFC 6750 §3.1)."""
+
+    description = "The request has no access token."
+
+    def www_authenticate(self) -> str:
+        return "Bearer"
+
+
+class ChainSts:
+    """The Flask extension: one service identity, its exchange client, its verifiers.
+
+    Either pass ``issuer`` with ``client_id`` and ``client_secret`` (or ``credential``), or a
+    ready ``client``. Tokens from the STS addressed to this service are accepted; pass
+    ``extra_verifiers`` to also accept tokens of other issuers (a person's identity provider
+    at the first hop). The verifier for the STS is built on first use, so the app may start
+    before the STS does; its revocation feed is then polled in the background.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        issuer: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        credential: ClientCredential | None = None,
+        client: ExchangeClient | None = None,
+        audience: str | None = None,
+        accept_sts_tokens: bool = True,
+        extra_verifiers: Sequence[TokenVerifier] = (),
+        follow_feed: bool = True,
+        poll_interval: float = 5.0,
+        max_staleness: float = 60.0,
+    ) -> None:
+        if client is None:
+            if credential is None and client_id is not None and client_secret is not None:
+                credential = ClientSecret(client_id, client_secret)
+            if issuer is None or credential is None:
+                raise ValueError("give a client, or an issuer and the service's credential")
+            client = ExchangeClient(issuer, credential)
+        self.client = client
+        self.audience = audience or client.client_id
+        self.accept_sts_tokens = accept_sts_tokens
+        self.extra_verifiers = list(extra_verifiers)
+        self.follow_feed = follow_feed
+        self.poll_interval = poll_interval
+        self.max_staleness = max_staleness
+        self._sts_verifier: TokenVerifier | None = None
+        self._lock = threading.Lock()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+
+    # -- verification ----------------------------------------------------------------------
+    @property
+    def sts_verifier(self) -> TokenVerifier:
+        with self._lock:
+            if self._sts_verifier is None:
+                verifier = TokenVerifier.for_sts(
+                    self.client,
+                    self.audience,
+                    follow_feed=self.follow_feed,
+                    poll_interval=self.poll_interval,
+                    max_staleness=self.max_staleness,
+                )
+                verifier.start()
+                self._sts_verifier = verifier
+            return self._sts_verifier
+
+    def verifier_for(self, token: str) -> TokenVerifier:
+        """The verifier of the issuer the token claims (the claim is checked by it)."""
+        try:
+            iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.InvalidTokenError:
+            raise InvalidToken("malformed token") from None
+        if self.accept_sts_tokens and iss == self.client.issuer:
+            return self.sts_verifier
+        for verifier in self.extra_verifiers:
+            if verifier.issuer == iss:
+                return verifier
+        raise InvalidToken("token from an unknown issuer")
+
+    def verify(self, token: str, scope: str | Iterable[str] | None = None) -> Caller:
+        return self.verifier_for(token).verify(token, scope)
+
+    def close(self) -> None:
+        """Stop polling the revocation feed."""
+        if self._sts_verifier is not None:
+            self._sts_verifier.stop()
+
+    # -- decorators and downstream auth ----------------------------------------------------
+    def require_token(
+        self, scope: str | Iterable[str] | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+        return _require(lambda: self, scope)
+
+    def downstream(
+        self,
+        audience: str | None = None,
+        *,
+        scope: str | None = None,
+        resource: str | None = None,
+    ) -> ExchangeAuth:
+        """A ``requests`` auth that exchanges the current request's incoming token for one
+        addressed to ``audience`` (or ``resource``), at every call it is used for."""
+        return ExchangeAuth(
+            self.client, incoming_token, audience=audience, scope=scope, resource=resource
+        )
+
+
+def _extension() -> ChainSts:
+    try:
+        ext: ChainSts = current_app.extensions[EXTENSION]
+    except KeyError:
+        raise RuntimeError("ChainSts is not initialised on this application") from None
+    return ext
+
+
+def bearer_token() -> str:
+    """RFC 6750 §2.1: the token of an ``Authorization: Bearer`` header (nowhere else)."""
+    scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise MissingToken("no bearer token")
+    return value.strip()
+
+
+def _refusal(exc: TokenRejected) -> Response:
+    response = Response(json.dumps(exc.body()), status=exc.status, mimetype="application/json")
+    if exc.status == 503:
+        response.headers["Retry-After"] = "5"
+    else:
+        response.headers["WWW-Authenticate"] = exc.www_authenticate()
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _require(
+    extension: Callable[[], ChainSts], scope: str | Iterable[str] | None
+) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
+    def decorator(view: Callable[P, R]) -> Callable[P, R | Response]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+            try:
+                token = bearer_token()
+                caller = extension().verify(token, scope)
+            except TokenRejected as exc:
+                log.info(
+                    "token refused",
+                    extra={
+                        "event": "token.refused",
+                        "error": exc.error,
+                        "reason": exc.reason,
+                        "path": request.path,
+                    },
+                )
+                return _refusal(exc)
+            g._chain_sts_token = token
+            g.chain_sts_caller = caller
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+@overload
+def require_token(
+    scope: Callable[P, R],
+) -> Callable[P, R | Response]: ...
+
+
+@overload
+def require_token(
+    scope: str | Iterable[str] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R | Response]]: ...
+
+
+def require_token(scope: Any = None) -> Any:
+    """Protect a view: ``@require_token`` or ``@require_token(scope="orders:read")``, with the
+    :class:`ChainSts` of the current application."""
+    if callable(scope):
+        return _require(_extension, None)(scope)
+    return _require(_extension, scope)
+
+
+def current_caller() -> Caller:
+    """The verified caller of the current request (inside a ``@require_token`` view)."""
+    caller: Caller | None = g.get("chain_sts_caller")
+    if caller is None:
+        raise RuntimeError("current_caller() outside a view protected by @require_token")
+    return caller
+
+
+def incoming_token() -> str:
+    """The verified incoming token, for exchanging it (the SDK does this; views need not)."""
+    token: str | None = g.get("_chain_sts_token")
+    if token is None:
+        raise RuntimeError("no verified incoming token: use inside a @require_token view")
+    return token
+
+
+def downstream_auth(
+    audience: str | None = None, *, scope: str | None = None, resource: str | None = None
+) -> ExchangeAuth:
+    """``requests`` auth for a call to the next hop, from the current application's
+    :class:`ChainSts` (see :meth:`ChainSts.downstream`)."""
+    return _extension().downstream(audience, scope=scope, resource=resource)
