@@ -8,98 +8,30 @@ document. Errors print a one-line message and exit non-zero (2: bad input, 1: ot
 from __future__ import annotations
 
 import dataclasses
-import functools
-import getpass
-import json
 import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from sts import registry
-from sts.credentials import SecretHasher, load_hash_key
-from sts.keys import KeyError_, KeyStore, generate_key
-from sts.migrate import upgrade
-from sts.settings import SIGNING_ALGORITHMS, Settings, SettingsError
-from sts.store.db import create_engine
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _now() -> int:
-    return int(datetime.now(UTC).timestamp())
-
-
-def _iso(ts: int | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _admin() -> str:
-    try:
-        return "cli:" + getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.load()
-    except SettingsError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
-
-
-@contextmanager
-def _transaction() -> Iterator[Connection]:
-    engine = create_engine(_settings().database_url, hide_parameters=True)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def _hasher(settings: Settings) -> SecretHasher:
-    return SecretHasher(load_hash_key(settings.keys_dir, create=not settings.is_production))
-
-
-def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        human()
-
-
-def handles_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except registry.RegistryError as exc:
-            click.echo(f"error ({exc.code}): {exc.message}", err=True)
-            sys.exit(2)
-        except (KeyError_, SettingsError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except DBAPIError as exc:
-            # One line, never the statement or its parameters: the driver says what is wrong
-            # (server unreachable, schema not migrated, ...).
-            lines = str(exc.orig).strip().splitlines()
-            raise click.ClickException(
-                f"database error: {lines[0] if lines else type(exc.orig).__name__}"
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-json_option: Callable[[F], F] = click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON for scripts."
+from sts.cli_admin import admin
+from sts.cli_delegation import chain, rule
+from sts.cli_incident import audit, gc, revoke
+from sts.cli_support import (
+    _admin,
+    _emit,
+    _hasher,
+    _iso,
+    _now,
+    _settings,
+    _transaction,
+    handles_errors,
+    json_option,
 )
+from sts.credentials import load_hash_key
+from sts.keys import KeyStore, generate_key
+from sts.migrate import upgrade
+from sts.settings import SIGNING_ALGORITHMS, Settings
 
 
 @click.group()
@@ -448,18 +380,10 @@ def issuer_list(as_json: bool) -> None:
     _emit(as_json, rows, human)
 
 
-# Command groups that live in their own modules (imported last: they reuse the helpers above).
-from sts.cli_delegation import chain, rule  # noqa: E402
+# Command groups that live in their own modules.
+for group in (rule, chain, revoke, audit, gc, admin):
+    main.add_command(group)
 
-main.add_command(rule)
-main.add_command(chain)
+from sts.demo_run import demo  # noqa: E402
 
-from sts.cli_incident import audit, gc, revoke  # noqa: E402
-
-main.add_command(revoke)
-main.add_command(audit)
-main.add_command(gc)
-
-from sts.cli_admin import admin  # noqa: E402
-
-main.add_command(admin)
+main.add_command(demo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from sts import registry
-from sts.cli import (
+from sts.cli_support import (
     _admin,
     _emit,
     _hasher,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from sts import lineage, rules
-from sts.cli import _admin, _emit, _iso, _now, _transaction, handles_errors, json_option
+from sts.cli_support import _admin, _emit, _iso, _now, _transaction, handles_errors, json_option
 
 
 @click.group()
@@ -136,6 +136,7 @@ def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
             f"{indent}{branch}{node['jti']}  {node['actor']} -> {node['target']}  "
             f"[{node['scope']}]  exp {_iso(node['expires_at'])}  "
             f"rule {node['rule_id'] or '-'}  {node['status']}"
+            + (f" ({node['status_reason']})" if node["status_reason"] else "")
         )
         _print_tree(node["children"], indent + ("   " if last else "│  "))
 

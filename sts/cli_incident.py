@@ -10,7 +10,16 @@ from tqdm import tqdm
 
 from sts import audit as audit_service
 from sts import gc as gc_service
-from sts.cli import _admin, _emit, _iso, _now, _settings, _transaction, handles_errors, json_option
+from sts.cli_support import (
+    _admin,
+    _emit,
+    _iso,
+    _now,
+    _settings,
+    _transaction,
+    handles_errors,
+    json_option,
+)
 from sts.registry import RegistryError
 from sts.revocation import revoke as revoke_service
 from sts.store.db import create_engine

@@ -8,15 +8,26 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from sts.registry import RegistryError
-from sts.store.models import IssuedToken
+from sts.store.models import DelegationRule, IssuedToken, Nhi
 
 MAX_TREE_ROWS = 10_000
 
 
-def _status(row: Any, now: int) -> str:
+def _status(row: Any, now: int) -> tuple[str, str]:
+    """This hop's own state: ``revoked``, ``expired``, ``void`` (its actor is disabled or
+    its rule no longer in force: no longer accepted anywhere, as introspection says) or
+    ``active``, with the reason."""
     if row.revoked_at is not None:
-        return "revoked"
-    return "expired" if row.expires_at <= now else "active"
+        return "revoked", ""
+    if row.expires_at <= now:
+        return "expired", ""
+    if row.actor_status not in (None, "active"):
+        return "void", "actor disabled"
+    if row.rule_id is not None and not (
+        row.rule_status == "enabled" and (row.rule_expires_at is None or row.rule_expires_at > now)
+    ):
+        return "void", "rule no longer in force"
+    return "active", ""
 
 
 def _node(row: Any, now: int) -> dict[str, Any]:
@@ -35,7 +46,8 @@ def _node(row: Any, now: int) -> dict[str, Any]:
         "chain": list(row.chain or []),
         "issued_at": row.issued_at,
         "expires_at": row.expires_at,
-        "status": _status(row, now),
+        "status": _status(row, now)[0],
+        "status_reason": _status(row, now)[1],
         "children": [],
     }
 
@@ -54,7 +66,14 @@ def chain_tree(
             raise RegistryError("not_found", "no token with this jti")
         txn = focus.txn
     rows = conn.execute(
-        select(IssuedToken)
+        select(
+            IssuedToken,
+            Nhi.status.label("actor_status"),
+            DelegationRule.status.label("rule_status"),
+            DelegationRule.expires_at.label("rule_expires_at"),
+        )
+        .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
+        .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
         .where(IssuedToken.txn == txn)
         .order_by(IssuedToken.issued_at, IssuedToken.jti)
         .limit(MAX_TREE_ROWS)
@@ -78,4 +97,14 @@ def chain_tree(
     for node in nodes.values():
         parent = nodes.get(node["parent_jti"]) if node["parent_jti"] else None
         (parent["children"] if parent else roots).append(node)
+    for root in roots:
+        _inherit(root)
     return roots
+
+
+def _inherit(node: dict[str, Any]) -> None:
+    """A live hop below a revoked or void one is void too: its lineage no longer holds."""
+    for child in node["children"]:
+        if node["status"] in ("revoked", "void") and child["status"] == "active":
+            child["status"], child["status_reason"] = "void", "an ancestor is " + node["status"]
+        _inherit(child)
