@@ -223,3 +223,25 @@ def test_downstream_auth_when_used_outside_a_protected_view_then_runtime_error(
         requests.get(services.chain.issuer + "/healthz", auth=downstream_auth("tool"),
                      timeout=5)
     assert str(caught.value) == "no verified incoming token: use inside a @require_token view"
+
+
+def test_chain_sts_when_configured_as_in_the_readme_then_it_verifies_with_its_own_client(
+    chain, clock
+):
+    app = Flask("tool")
+    ext = ChainSts(app, issuer=chain.issuer, client_id="tool",
+                   client_secret=chain.secrets["tool"])
+
+    @app.post("/run")
+    @require_token(scope="orders:read")
+    def run() -> dict[str, Any]:
+        caller = current_caller()
+        return {"for": caller.sub, "via": list(caller.actors)}
+
+    try:
+        answer = app.test_client().post("/run", headers=bearer(token_for(chain, clock, "tool")))
+        assert (answer.status_code, answer.json) == (200, {"for": "alice",
+                                                           "via": ["web", "agent"]})
+        assert ext.sts_verifier.feed is not None and ext.sts_verifier.audience == "tool"
+    finally:
+        ext.close()

@@ -284,3 +284,18 @@ def test_import_sts_client_when_fresh_interpreter_then_no_server_dependencies_ar
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_for_sts_when_built_from_a_client_then_it_verifies_for_that_client_with_the_feed(
+    chain, clock, runtime
+):
+    verifier = TokenVerifier.for_sts(chain.client("tool"))
+    token = token_for(chain, clock, "tool")
+    assert (verifier.issuer, verifier.audience) == (chain.issuer, "tool")
+    assert verifier.verify(token, scope="orders:read").actors == ("web", "agent")
+    with runtime.engine.begin() as conn:
+        revocation.revoke(conn, "token", claims_of(token)["jti"], now=clock.now(), admin="t")
+    verifier.feed.poll()
+    with pytest.raises(InvalidToken) as caught:
+        verifier.verify(token)
+    assert caught.value.reason == "token revoked"
