@@ -7,14 +7,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 import requests
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from sts import revocation
 from sts.client import StaticJwks, TokenVerifier
 from sts.client.flask import ChainSts, current_caller, downstream_auth, require_token
-from tests.helpers import claims_of
+from tests.helpers import KeyPair, claims_of
 from tests.sdk_fixtures import (  # noqa: F401 - fixtures
     LoopbackServer,
     RecordingTransport,
@@ -142,8 +143,6 @@ def test_downstream_auth_when_the_next_hop_rejects_the_token_then_it_exchanges_a
 
 
 def tool_request_token() -> str:
-    from flask import request
-
     return request.headers["Authorization"].split(" ", 1)[1]
 
 
@@ -245,3 +244,23 @@ def test_chain_sts_when_configured_as_in_the_readme_then_it_verifies_with_its_ow
         assert ext.sts_verifier.feed is not None and ext.sts_verifier.audience == "tool"
     finally:
         ext.close()
+
+
+def test_require_token_when_the_sts_cannot_be_reached_then_503_and_no_challenge():
+    app = Flask("tool")
+    ChainSts(app, issuer="http://127.0.0.1:9", client_id="tool", client_secret="x")
+
+    @app.post("/run")
+    @require_token
+    def run() -> dict[str, Any]:
+        return {}
+
+    token = jwt.encode({"iss": "http://127.0.0.1:9", "sub": "x"}, KeyPair().private,
+                       algorithm="ES256")
+    answer = app.test_client().post("/run", headers=bearer(token))
+    assert (answer.status_code, answer.json) == (503, {
+        "error": "temporarily_unavailable",
+        "error_description": "Token verification is temporarily unavailable."})
+    assert answer.headers["Retry-After"] == "5"
+    assert "WWW-Authenticate" not in answer.headers
+

@@ -34,10 +34,15 @@ import jwt
 from flask import Flask, Response, current_app, g, request
 
 from sts.client.credentials import ClientCredential, ClientSecret
-from sts.client.errors import InvalidToken, TokenRejected
+from sts.client.errors import (
+    InvalidToken,
+    StsClientError,
+    TokenRejected,
+    VerificationUnavailable,
+)
 from sts.client.exchange import ExchangeClient
 from sts.client.http_auth import ExchangeAuth
-from sts.client.verifier import Caller, TokenVerifier
+from sts.client.verifier import MAX_TOKEN_BYTES, Caller, TokenVerifier
 
 __all__ = ["ChainSts", "current_caller", "downstream_auth", "require_token"]
 
@@ -108,19 +113,25 @@ class ChainSts:
     def sts_verifier(self) -> TokenVerifier:
         with self._lock:
             if self._sts_verifier is None:
-                verifier = TokenVerifier.for_sts(
-                    self.client,
-                    self.audience,
-                    follow_feed=self.follow_feed,
-                    poll_interval=self.poll_interval,
-                    max_staleness=self.max_staleness,
-                )
+                try:
+                    verifier = TokenVerifier.for_sts(
+                        self.client,
+                        self.audience,
+                        follow_feed=self.follow_feed,
+                        poll_interval=self.poll_interval,
+                        max_staleness=self.max_staleness,
+                    )
+                except StsClientError as exc:
+                    # The STS is not reachable yet: refuse with 503 and try again next time.
+                    raise VerificationUnavailable("STS metadata unavailable") from exc
                 verifier.start()
                 self._sts_verifier = verifier
             return self._sts_verifier
 
     def verifier_for(self, token: str) -> TokenVerifier:
         """The verifier of the issuer the token claims (the claim is checked by it)."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("malformed token")
         try:
             iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
         except jwt.InvalidTokenError:
