@@ -63,9 +63,7 @@ def test_admin_api_when_token_minted_by_exchange_then_401_even_with_admin_scope(
         201,
     )
     robot = Registered("robot", created["client_secret"], "robot")
-    admin.ok(
-        "POST", "/rules", {"actor": "robot", "targets": ["robot"], "scope": "sts:admin"}, 201
-    )
+    admin.ok("POST", "/rules", {"actor": "robot", "targets": ["robot"], "scope": "sts:admin"}, 201)
     root = token_for(client, robot)
     assert Api(client, root).get("/nhis").status_code == 200
     resp = exchange(client, robot, root)

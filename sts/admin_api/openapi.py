@@ -179,7 +179,12 @@ def _event() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def schemas() -> dict[str, Any]:
     """The component schemas (shared: never change the result)."""
-    token_status = {"type": "string", "enum": ["active", "expired", "revoked"]}
+    token_status = {
+        "type": "string",
+        "enum": ["active", "expired", "revoked", "void"],
+        "description": "void: its actor is disabled, its rule no longer in force, or an "
+        "ancestor is revoked or void (`status_reason` says which).",
+    }
     return {
         # -- admin: errors and resources --
         "Error": {
@@ -265,6 +270,7 @@ def schemas() -> dict[str, Any]:
                 "issued_at": INT,
                 "expires_at": INT,
                 "status": token_status,
+                "status_reason": STR,
                 "children": array(ref("ChainNode")),
             }
         ),
