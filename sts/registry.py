@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from jwt import PyJWKSet
 from jwt.exceptions import PyJWKSetError
@@ -105,17 +105,31 @@ def audit_admin_action(conn: Connection, now: int, admin: str, event: str, **det
     )
 
 
+def _split(value: str) -> SplitResult | None:
+    """The URI's parts, or ``None`` where it cannot be parsed (say, a broken IPv6 host)."""
+    try:
+        return urlsplit(value)
+    except ValueError:
+        return None
+
+
 def _check_uri(value: str, what: str, allow_http: bool = True) -> str:
-    parts = urlsplit(value)
+    parts = _split(value)
     schemes = {"https", "http"} if allow_http else {"https"}
-    if parts.scheme not in schemes or not parts.netloc or parts.fragment or len(value) > 2048:
+    if (
+        parts is None
+        or parts.scheme not in schemes
+        or not parts.netloc
+        or parts.fragment
+        or len(value) > 2048
+    ):
         raise invalid(f"{what} must be an absolute {'/'.join(sorted(schemes))} URL", what)
     return value
 
 
 def _check_resource(value: str) -> str:
-    parts = urlsplit(value)
-    if not parts.scheme or parts.fragment or "#" in value or len(value) > 2048:
+    parts = _split(value)
+    if parts is None or not parts.scheme or parts.fragment or "#" in value or len(value) > 2048:
         raise invalid(f"resource {value!r} must be an absolute URI without fragment", "resources")
     return value
 
@@ -610,7 +624,8 @@ def _issuer_spec(
     scope_mode: str,
 ) -> dict[str, Any]:
     """The validated columns of a trusted issuer."""
-    if len(issuer) > 2048 or not urlsplit(issuer).scheme:
+    parts = _split(issuer)
+    if len(issuer) > 2048 or parts is None or not parts.scheme:
         raise invalid("issuer must be an absolute URI", "issuer")
     if (jwks is None) == (jwks_uri is None):
         raise invalid("give exactly one of a JWKS or a JWKS URI", "jwks")

@@ -149,6 +149,14 @@ def test_create_nhi_when_jwks_then_no_secret_and_repeat_is_idempotent(admin):
             [("jwks_uri", "jwks_uri must be an absolute http/https URL")],
         ),
         (
+            {"name": "web", "kind": "service", "jwks_uri": "https://[::1/jwks"},
+            [("jwks_uri", "jwks_uri must be an absolute http/https URL")],
+        ),
+        (
+            {"name": "web", "kind": "service", "resources": ["https://[::1"]},
+            [("resources", "resource 'https://[::1' must be an absolute URI without fragment")],
+        ),
+        (
             {"name": "web", "kind": "service", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}},
             [("jwks", "JWKS must hold public keys only")],
         ),
@@ -181,6 +189,21 @@ def test_admin_body_when_not_json_then_400_and_wrong_type_415_and_array_422(admi
     listed = admin.post("/nhis", ["web"])
     assert listed.status_code == 422
     assert listed.get_json() == invalid(("(body)", "must be an object"))
+
+
+def test_admin_body_when_number_not_finite_then_400_and_integral_float_is_an_integer(admin):
+    _create(admin, "web")
+    body = '{"actor": "web", "targets": ["web"], "scope": "a", "max_ttl": 1e999}'
+    resp = admin.post("/rules", data=body, content_type="application/json")
+    assert resp.status_code == 400
+    assert resp.get_json() == error(400, "malformed_json", "The body is not valid JSON.")
+    rule = admin.ok(
+        "POST",
+        "/rules",
+        {"actor": "web", "targets": ["web"], "scope": "a", "max_depth": 2.0, "max_ttl": 6e1},
+        201,
+    )
+    assert (rule["max_depth"], rule["max_ttl"]) == (2, 60)
 
 
 def test_admin_body_when_too_large_then_413(admin):

@@ -8,6 +8,7 @@ checks meaning (does the NHI exist, is the JWKS usable) and says which field it 
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from typing import Any
@@ -110,6 +111,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _number(text: str) -> float | int:
+    """JSON numbers with a fraction or exponent: finite only (no database stores 1e999), and
+    an integral one is an integer (JSON Schema counts 2.0 as an integer; so do we)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return int(value) if value.is_integer() else value
+
+
 def body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
     """The JSON object in the request body, valid against the named schema. An empty body
     stands for ``{}`` (so a missing body reports the missing fields)."""
@@ -125,7 +135,9 @@ def body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
                 "The body must be application/json.",
             )
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            data = json.loads(
+                raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_number
+            )
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise ApiError(
                 400, "invalid_request", "malformed_json", "The body is not valid JSON."
