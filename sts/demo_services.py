@@ -1,11 +1,11 @@
 """The services of ``sts demo``: tiny Flask apps built on the service SDK.
 
 Each hop of the demo chain (web → agent → tool → data) is one of these, run as its own
-process (``python -m sts.demo_services CONFIG ROLE [DOWNSTREAM_URL]``) on a free loopback port, which it
-reports on its first line of output (``READY <port>``). A hop verifies the incoming token with
-``@require_token``, calls the next hop with ``downstream_auth`` (a token exchanged for that
-hop only), and answers with what it saw: the decoded claims of the token it received (never
-the token), and the answer or refusal of the next hop.
+process (``python -m sts.demo_services CONFIG ROLE [DOWNSTREAM_URL]``) on a free loopback
+port, which it reports on its first line of output (``READY <port>``). A hop verifies the
+incoming token with ``@require_token``, calls the next hop with ``downstream_auth`` (a token
+exchanged for that hop only), and answers with what it saw: the decoded claims of the token
+it received (never the token), and the answer or refusal of the next hop.
 """
 
 from __future__ import annotations
