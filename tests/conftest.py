@@ -8,8 +8,11 @@ variants are skipped — unless ``CI`` is set, where that is a failure.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,3 +151,103 @@ def make_nhi(runtime: Runtime, clock: FrozenClock) -> Any:
         return Registered(view.client_id, secret, view.sub)
 
     return make
+
+
+# -- log hygiene: no token or secret in any record of the ``sts`` loggers --------------------
+#
+# A handler on the ``sts`` logger sees every record as the call site made it, before the JSON
+# formatter's redaction (DESIGN §9: structured logs never contain tokens or secrets; redaction
+# is only the second line of defence). Records that carry something shaped like a JWT, a
+# client secret, a PEM block or a client assertion fail the whole session at its end.
+
+LEAK_PATTERNS = {
+    "jwt": re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
+    "client secret": re.compile(r"sts_[A-Za-z0-9_-]{20,}"),
+    "pem": re.compile(r"-----BEGIN [A-Z0-9 ]+-----"),
+    "client assertion": re.compile(r"client_assertion['\"]?\s*[:=]\s*['\"]?[A-Za-z0-9_.-]{8,}"),
+}
+_RECORD_BASICS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def record_texts(record: logging.LogRecord) -> list[str]:
+    """Everything a formatter could write: the message, every extra, the exception."""
+    try:
+        texts = [record.getMessage()]
+    except Exception:  # a call site with bad %-args still must not hide a leak
+        texts = [str(record.msg), repr(record.args)]
+    texts += [f"{key}={value!r}" for key, value in record.__dict__.items()
+              if key not in _RECORD_BASICS]
+    if record.exc_info and record.exc_info[1] is not None:
+        texts.append("".join(traceback.format_exception(*record.exc_info)))
+    if record.exc_text:
+        texts.append(record.exc_text)
+    if record.stack_info:
+        texts.append(record.stack_info)
+    return texts
+
+
+def leaks(record: logging.LogRecord) -> list[str]:
+    """``kind: excerpt`` for each secret-shaped value in the record (empty when clean)."""
+    found = []
+    for chunk in record_texts(record):
+        for kind, pattern in LEAK_PATTERNS.items():
+            found += [f"{kind}: {m.group(0)[:60]}" for m in pattern.finditer(chunk)]
+    return found
+
+
+class LogHygiene(logging.Handler):
+    """Checks every ``sts`` record; keeps the offending ones, and all records while a test
+    listens (:meth:`listen`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.checked = 0
+        self.offences: list[str] = []
+        self._listeners: list[list[logging.LogRecord]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.checked += 1
+        for listener in self._listeners:
+            listener.append(record)
+        found = leaks(record)
+        if found:
+            test = os.environ.get("PYTEST_CURRENT_TEST", "(outside a test)")
+            self.offences.append(f"{test}: {record.name} {record.msg!r}: {'; '.join(found)}")
+
+    def listen(self) -> list[logging.LogRecord]:
+        records: list[logging.LogRecord] = []
+        self._listeners.append(records)
+        return records
+
+    def stop(self, records: list[logging.LogRecord]) -> None:
+        self._listeners.remove(records)
+
+
+LOG_HYGIENE = LogHygiene()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger("sts").addHandler(LOG_HYGIENE)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not LOG_HYGIENE.offences:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(LOG_HYGIENE.offences)} log record(s) of the sts loggers carry a token or "
+             "secret (before redaction):", *LOG_HYGIENE.offences[:50]]
+    if reporter is not None:
+        reporter.write_sep("=", "log hygiene", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    else:
+        print("\n".join(lines))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def sts_log_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record of the ``sts`` loggers emitted during the test, unredacted."""
+    records = LOG_HYGIENE.listen()
+    yield records
+    LOG_HYGIENE.stop(records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,37 @@ if TYPE_CHECKING:
 
 #: RFC 8693 §2.1 allows these to repeat; every other parameter is single-valued (RFC 6749 §3.2).
 MULTI_VALUED = frozenset({"audience", "resource"})
+#: What a client may put in the wrong field by mistake: a generated client secret, a JWT.
+_CREDENTIAL = re.compile(
+    r"sts_[A-Za-z0-9_-]{43}|eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
+)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return _CREDENTIAL.sub("[credential]", value)
+    if isinstance(value, tuple | list):
+        return type(value)(_masked(v) for v in value)
+    return value
+
+
+class AuditFacts(dict[str, Any]):
+    """Facts for the audit event of a request. They may echo the client's input (the
+    client_id it attempted), so a value shaped like a credential (a client that swapped its id
+    and secret, or pasted a token) is masked on the way in: it reaches neither the audit trail
+    nor the logs (DESIGN §6, §9)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, _masked(value))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
 
 
 class FormPayload(OAuth2Payload):  # type: ignore[misc]
@@ -71,7 +103,7 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         #: Id of the credential the client authenticated with (for lineage and audit).
         self.credential_id: str | None = None
         #: Facts gathered by the pipeline for the audit event of this request.
-        self.audit: dict[str, Any] = {}
+        self.audit: dict[str, Any] = AuditFacts()
 
     @property
     def form(self) -> dict[str, str]:
