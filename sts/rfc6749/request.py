@@ -17,6 +17,25 @@ if TYPE_CHECKING:
 
 #: RFC 8693 §2.1 allows these to repeat; every other parameter is single-valued (RFC 6749 §3.2).
 MULTI_VALUED = frozenset({"audience", "resource"})
+#: Longest value of a known parameter that is not a token (a resource URI, RFC 8707, at most).
+MAX_PARAMETER_LENGTH = 2048
+#: Known parameters of every endpoint except those carrying a token or an assertion, which are
+#: bounded by ``STS_MAX_TOKEN_BYTES`` where they are read. Unknown ones are ignored (§3.2).
+SHORT_PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "scope",
+        "audience",
+        "resource",
+        "subject_token_type",
+        "actor_token_type",
+        "requested_token_type",
+        "client_id",
+        "client_secret",
+        "client_assertion_type",
+        "token_type_hint",
+    }
+)
 #: What a client may put in the wrong field by mistake: a generated client secret, a JWT.
 _CREDENTIAL = re.compile(
     r"sts_[A-Za-z0-9_-]{43}|eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
@@ -64,6 +83,13 @@ class FormPayload(OAuth2Payload):  # type: ignore[misc]
     @property
     def datalist(self) -> defaultdict[str, list[str]]:
         return self._datalist
+
+
+def check_parameter_lengths(pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse an oversized parameter before anything is looked up, hashed or verified."""
+    for name, value in pairs:
+        if name in SHORT_PARAMETERS and len(value) > MAX_PARAMETER_LENGTH:
+            raise InvalidRequest(f"parameter {name} too large", "Parameter too large.")
 
 
 class TokenRequest(OAuth2Request):  # type: ignore[misc]

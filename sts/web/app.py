@@ -18,6 +18,7 @@ from sts import errors, feed, logs, rfc7009, rfc7662
 from sts.admin_api import init_app as init_admin_api
 from sts.clock import Clock
 from sts.rfc6749 import TokenRequest
+from sts.rfc6749.request import check_parameter_lengths
 from sts.rfc8414 import (
     FEED_PATH,
     INTROSPECTION_PATH,
@@ -114,7 +115,9 @@ def _post_endpoint(
             raise errors.InvalidRequest(
                 f"{path} called with {request.method}", f"The {name} endpoint accepts POST only."
             )
-        return _run(handler(rt), path, _form_pairs(rt.settings.max_request_bytes))
+        pairs = _form_pairs(rt.settings.max_request_bytes)
+        check_parameter_lengths(pairs)  # before the transaction: no work, no write
+        return _run(handler(rt), path, pairs)
 
     return view
 
