@@ -1,0 +1,257 @@
+"""Verifying an incoming token at a resource server, and reading its caller chain.
+
+:class:`TokenVerifier` accepts a token only if all of these hold (RFC 9068 §4, RFC 8725):
+
+* it is a JWT signed with an allowed asymmetric algorithm by a key of the issuer's JWKS,
+  named by ``kid`` (an unknown ``kid`` refreshes the JWKS once, see :mod:`sts.client.jwks`);
+* its header ``typ`` is ``at+jwt`` (for tokens from the STS);
+* ``iss`` is the issuer, ``aud`` names this service, ``exp``/``nbf``/``iat`` are sane within
+  the leeway;
+* its ``jti`` is not in the STS's revocation feed (when the verifier follows one);
+* it carries every scope the endpoint requires (else ``insufficient_scope``, 403).
+
+The result is a :class:`Caller`: the original subject, the actors in the order they acted,
+the transaction id shared by every hop of one request, the scopes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from sts.client.errors import InsufficientScope, InvalidToken
+from sts.client.jwks import JwksCache, KeySource
+from sts.client.revocation_feed import RevocationFeed
+
+if TYPE_CHECKING:
+    from sts.client.exchange import ExchangeClient
+
+#: Asymmetric JWS algorithms only: never ``none``, never HMAC (RFC 8725 §3.1).
+DEFAULT_ALGORITHMS = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
+)
+ACCESS_TOKEN_TYP = ("at+jwt", "application/at+jwt")
+MAX_TOKEN_BYTES = 16384
+MAX_ACT_DEPTH = 32
+DEFAULT_LEEWAY = 30
+
+
+def scope_set(scope: str | Iterable[str] | None) -> frozenset[str]:
+    if scope is None:
+        return frozenset()
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    return frozenset(scope)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, on whose behalf, within which transaction.
+
+    ``actors`` lists the services, agents and tools that handled the request, **in the order
+    they acted**: ``actors[0]`` was the first hop, ``actors[-1]`` is the immediate caller.
+    (The ``act`` claim nests the other way round: outermost is the current actor.)
+    """
+
+    issuer: str
+    sub: str
+    audience: tuple[str, ...]
+    scopes: frozenset[str]
+    exp: int
+    actors: tuple[str, ...] = ()
+    txn: str | None = None
+    jti: str | None = None
+    client_id: str | None = None
+    act: Mapping[str, Any] | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def scope(self) -> str:
+        return " ".join(sorted(self.scopes))
+
+    @property
+    def immediate_caller(self) -> str:
+        """The hop that sent this request: the last actor, or the subject itself."""
+        return self.actors[-1] if self.actors else self.sub
+
+    def summary(self) -> dict[str, Any]:
+        """The decoded claims worth showing or logging (never the token itself)."""
+        return {
+            "sub": self.sub,
+            "aud": self.audience[0] if len(self.audience) == 1 else list(self.audience),
+            "scope": self.scope,
+            "act": self.act,
+            "actors": list(self.actors),
+            "exp": self.exp,
+            "txn": self.txn,
+            "client_id": self.client_id,
+        }
+
+
+def parse_act(act: Any) -> tuple[str, ...]:
+    """RFC 8693 §4.1: nested ``act`` claims, outermost first; returned in acting order."""
+    outermost_first: list[str] = []
+    level = act
+    while level is not None:
+        if not isinstance(level, Mapping) or not isinstance(level.get("sub"), str):
+            raise InvalidToken("malformed act claim")
+        if len(outermost_first) >= MAX_ACT_DEPTH:
+            raise InvalidToken("act claim nested too deeply")
+        outermost_first.append(level["sub"])
+        level = level.get("act")
+    return tuple(reversed(outermost_first))
+
+
+_DECODE_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidAudienceError, "token not addressed to this service"),
+    (jwt.InvalidIssuerError, "token from another issuer"),
+    (jwt.MissingRequiredClaimError, "token lacks a required claim"),
+    (jwt.InvalidSignatureError, "bad signature"),
+)
+
+
+class TokenVerifier:
+    """Verify tokens of one issuer addressed to one audience (this service).
+
+    ``keys``: a :class:`~sts.client.jwks.JwksCache` (or a static key set). ``feed``: the
+    STS's revocation feed, or ``None`` for an issuer that has none. ``token_type``: the
+    required header ``typ`` (``None`` accepts any, for an identity provider's ID-style JWTs).
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        keys: KeySource,
+        *,
+        feed: RevocationFeed | None = None,
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        leeway: int = DEFAULT_LEEWAY,
+        token_type: str | None = "at+jwt",  # noqa: S107
+        required_claims: Iterable[str] = ("iss", "aud", "exp", "iat", "sub"),
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.keys = keys
+        self.feed = feed
+        self.algorithms = tuple(a for a in algorithms if a in DEFAULT_ALGORITHMS)
+        self.leeway = leeway
+        self.token_type = token_type
+        self.required_claims = list(required_claims)
+        if feed is not None and "jti" not in self.required_claims:
+            self.required_claims.append("jti")
+
+    @classmethod
+    def for_sts(
+        cls,
+        client: ExchangeClient,
+        audience: str | None = None,
+        *,
+        follow_feed: bool = True,
+        poll_interval: float = 5.0,
+        max_staleness: float = 60.0,
+        leeway: int = DEFAULT_LEEWAY,
+    ) -> TokenVerifier:
+        """A verifier for tokens the STS of ``client`` issued to ``audience`` (default: the
+        client itself), with its JWKS and, if ``follow_feed``, its revocation feed read as
+        ``client``. Call :meth:`start` to poll the feed in the background."""
+        metadata = client.metadata
+        keys = JwksCache(metadata.jwks_uri, client.transport)
+        feed = (
+            RevocationFeed.for_client(
+                client, poll_interval=poll_interval, max_staleness=max_staleness
+            )
+            if follow_feed
+            else None
+        )
+        return cls(metadata.issuer, audience or client.client_id, keys, feed=feed, leeway=leeway)
+
+    def start(self) -> None:
+        if self.feed is not None:
+            self.feed.start()
+
+    def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+
+    def verify(self, token: str, scope: str | Iterable[str] | None = None) -> Caller:
+        """The caller, if ``token`` is acceptable here and carries ``scope``; otherwise
+        :class:`~sts.client.errors.InvalidToken` or
+        :class:`~sts.client.errors.InsufficientScope` (or ``VerificationUnavailable`` when
+        keys or the feed cannot be read)."""
+        claims = self._verified_claims(token)
+        caller = self._caller(claims)
+        if self.feed is not None and self.feed.is_revoked(str(caller.jti)):
+            raise InvalidToken("token revoked")
+        missing = scope_set(scope) - caller.scopes
+        if missing:
+            raise InsufficientScope(frozenset(missing))
+        return caller
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise InvalidToken("malformed token") from None
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise InvalidToken("algorithm not allowed")
+        typ = header.get("typ")
+        if self.token_type is not None and (
+            not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYP
+        ):
+            raise InvalidToken("not an access token (typ)")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("token without key id")
+        key = self.keys.key(kid, alg)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": self.required_claims},
+            )
+        except jwt.InvalidTokenError as exc:
+            reason = next((r for cls, r in _DECODE_ERRORS if isinstance(exc, cls)), None)
+            raise InvalidToken(reason or "malformed token") from None
+        return claims
+
+    def _caller(self, claims: dict[str, Any]) -> Caller:
+        aud = claims["aud"]
+        audience = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
+        scope = claims.get("scope")
+        jti, txn, client_id = claims.get("jti"), claims.get("txn"), claims.get("client_id")
+        act = claims.get("act")
+        return Caller(
+            issuer=claims["iss"],
+            sub=str(claims["sub"]),
+            audience=audience,
+            scopes=scope_set(scope if isinstance(scope, str) else None),
+            exp=int(claims["exp"]),
+            actors=parse_act(act),
+            txn=txn if isinstance(txn, str) else None,
+            jti=jti if isinstance(jti, str) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
+            act=act if isinstance(act, Mapping) else None,
+            claims=claims,
+        )
