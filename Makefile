@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sts serve --demo --port $(PORT)
 
+# The end-to-end demo: a person's request through web -> agent -> tool -> data, then a
+# revocation (its own temporary STS and services; cleans up after itself).
+demo: $(STAMP)
+	$(BIN)/sts demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check sts tests migrations bench
 	$(BIN)/ruff format --check sts
