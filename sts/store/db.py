@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import create_engine as _create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -59,9 +60,13 @@ def _sqlite_begin_immediate(conn: Any) -> None:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` means the database cannot be reached (answer 503, not 500)."""
+    """True when ``exc`` means the database cannot serve now (answer 503, not 500): it is
+    unreachable, or gave up on a statement (lock or statement timeout, cancellation). The hot
+    path runs statements on the psycopg cursor itself, so its errors arrive unwrapped too."""
     if isinstance(exc, PoolTimeout):
         return True
     if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
