@@ -129,9 +129,16 @@ def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    # Written under a name no scan lists, then linked into place: a running STS rescanning
+    # the directory never finds a half-written key, and an existing file is never replaced.
+    partial = keys_dir / f".{kid}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return load_key(path)
 
 
