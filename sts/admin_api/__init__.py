@@ -28,19 +28,19 @@ def _http_error(exc: HTTPException) -> ApiError:
     code = exc.code or 500
     if code == 404:
         return ApiError(404, "not_found", "route_not_found", "No such admin resource.")
-    if code == 405:
+    if isinstance(exc, MethodNotAllowed):
         return ApiError(
             405,
             "method_not_allowed",
             "method_not_allowed",
             "This method is not allowed here.",
-            headers={"Allow": ", ".join(exc.valid_methods or [])}
-            if isinstance(exc, MethodNotAllowed)
-            else None,
+            headers={"Allow": ", ".join(exc.valid_methods or [])},
         )
     if isinstance(exc, RequestEntityTooLarge):
         return ApiError(413, "invalid_request", "payload_too_large", "The body is too large.")
-    return ApiError(code, "invalid_request", "validation_failed", exc.name)
+    if code < 500:
+        return ApiError(code, "invalid_request", "bad_request", "The request is malformed.")
+    return ApiError(code, "server_error", "server_error", "The server could not answer.")
 
 
 def _app_handler(exc: Exception) -> Any:

@@ -46,6 +46,7 @@ ERROR_CODES = (
     "missing_token",
     "invalid_token",
     "insufficient_scope",
+    "bad_request",
     "malformed_json",
     "unsupported_media_type",
     "payload_too_large",

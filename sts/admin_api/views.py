@@ -43,6 +43,9 @@ bp = Blueprint("admin_api", __name__)
 READ = (ADMIN, AUDIT)
 WRITE = (ADMIN,)
 CONTAIN = (ADMIN, REVOKE)
+CONCURRENT_CHANGE = ApiError(
+    409, "conflict", "conflict", "A concurrent change conflicts with this request; try again."
+)
 #: Path parameters: the form they must have, and what a miss is called.
 PATH_PARAMS = {
     "name": (NAME_PATTERN, "nhi"),
@@ -125,11 +128,11 @@ def _run(
         except RegistryError as err:
             return from_registry(err, resource).response()
         except IntegrityError:
-            # A concurrent create of the same thing committed first: once more, the
-            # idempotent create now sees it (same attributes: 200, others: 409).
-            if attempt == 0 and retry:
+            # A concurrent change committed first. An idempotent create runs once more and
+            # now sees what was created (same attributes: 200, others: 409).
+            if retry and attempt == 0:
                 continue
-            raise
+            return CONCURRENT_CHANGE.response()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
