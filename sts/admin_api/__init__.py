@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from sts.admin_api.errors import ApiError
+from sts.admin_api.errors import ApiError, json_response
 from sts.admin_api.openapi import OPENAPI_PATH, document
 from sts.admin_api.views import bp
 
@@ -45,7 +45,11 @@ def _http_error(exc: HTTPException) -> ApiError:
 
 def _app_handler(exc: Exception) -> Any:
     """The application's own handler for anything else (logs, 503 vs 500)."""
-    handler = current_app.error_handler_spec[None][None][Exception]
+    handler = current_app.error_handler_spec[None][None].get(Exception)
+    if handler is None:  # an application without one: still JSON, never a page
+        return json_response(
+            {"error": "server_error", "error_description": "Unexpected error."}, 500
+        )
     return handler(exc)
 
 

@@ -36,9 +36,11 @@ def _validator(name: str) -> Draft202012Validator:
 
 
 def _where(path: Any) -> str:
+    """``targets[0]``, ``jwks.keys``: where in the body (names cut short: they are input)."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        name = str(part)[:64]
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out
 
 
