@@ -10,6 +10,7 @@ successor's creation time plus the global maximum token lifetime plus the leeway
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -30,6 +31,7 @@ __all__ = ["KeyError_", "KeyRing", "KeyStore", "SigningKey", "generate_key"]
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
+log = logging.getLogger("sts.keys")
 _NAME = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-(?P<alg>ES256|EdDSA|RS256)-(?P<suffix>[a-z0-9]{1,16})$")
 _TS_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -209,8 +211,16 @@ class KeyStore:
             with self._lock:
                 if time.monotonic() - self._checked >= self.check_interval:
                     self._checked = time.monotonic()
-                    if self._scan() != self._listing:
-                        self._ring = self._load()
+                    try:
+                        if self._scan() != self._listing:
+                            self._ring = self._load()
+                    except (KeyError_, OSError) as exc:
+                        # A bad file dropped into a shared directory must not take the
+                        # service down: keep signing with the keys already loaded, loudly.
+                        log.error(
+                            "key directory not reloaded",
+                            extra={"event": "keys.reload_failed", "reason": str(exc)},
+                        )
         return self._ring
 
     def reload(self) -> KeyRing:

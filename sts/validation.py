@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import jwt
 from jwt import PyJWK, PyJWKSet
@@ -70,6 +70,17 @@ class ValidatedToken:
         return self.hops[0].subject_issuer if self.hops else self.issuer
 
 
+def _identifier(value: Any) -> TypeGuard[str]:
+    """An identity claim (``iss``, ``sub``, ``jti``) we will look up, record and compare: a
+    non-empty string of at most 2048 characters without control characters (which no stored
+    identity holds, and PostgreSQL text cannot even store NUL)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 2048
+        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    )
+
+
 @lru_cache(maxsize=256)
 def _jwk_set(jwks_json: str) -> PyJWKSet:
     """Parsed trusted-issuer key sets, cached by content."""
@@ -101,8 +112,8 @@ class TokenValidator:
             raise fail(f"algorithm {str(alg)[:16]!r} not allowed")
         if kid is not None and not isinstance(kid, str):
             raise fail("kid is not a string")
-        if not isinstance(iss, str) or not iss:
-            raise fail("no iss")
+        if not _identifier(iss):
+            raise fail("no valid iss")
         if iss == self.settings.issuer:
             claims = self._verify_own(token, header, alg, kid, now, fail)
             config = None
@@ -202,7 +213,7 @@ class TokenValidator:
         fail: Any,
     ) -> ValidatedToken:
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 2048:
+        if not _identifier(sub):
             raise fail("no valid sub")
         aud = claims.get("aud")
         auds = tuple(a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str))
@@ -210,8 +221,8 @@ class TokenValidator:
         if scope is not None and not isinstance(scope, str):
             raise fail("scope is not a string")
         jti = claims.get("jti")
-        if jti is not None and not isinstance(jti, str):
-            raise fail("jti is not a string")
+        if jti is not None and not _identifier(jti):
+            raise fail("jti is not a valid identifier")
         try:
             chain = Chain.from_act(claims.get("act"))
             may_act = Actor.parse(claims["may_act"]) if "may_act" in claims else None

@@ -8,6 +8,8 @@ creation time + the maximum token lifetime + the leeway), then it is retired.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import re
 import stat
 from pathlib import Path
@@ -303,3 +305,20 @@ def test_key_store_when_another_process_adds_a_key_then_picked_up_without_reload
     store = KeyStore(keys_dir, RETIRE_AFTER, check_interval=0)
     new = generate_key(keys_dir, "ES256", now=1_000_100)
     assert store.ring.signing.kid == new.kid
+
+
+def test_key_store_when_unusable_file_appears_then_keeps_signing_with_loaded_keys(
+    tmp_path, caplog
+):
+    keys_dir = tmp_path / "keys"
+    key = generate_key(keys_dir, "ES256")
+    store = KeyStore(keys_dir, retire_after=100, check_interval=0)
+    bad = keys_dir / "20990101T000000Z-ES256-bad.pem"
+    bad.write_text("not a key")
+    os.chmod(bad, 0o600)
+    with caplog.at_level(logging.ERROR, logger="sts.keys"):
+        assert store.ring.signing.kid == key.kid
+    assert "key directory not reloaded" in caplog.text
+    bad.unlink()
+    newer = generate_key(keys_dir, "ES256")
+    assert store.ring.signing.kid == newer.kid

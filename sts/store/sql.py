@@ -254,7 +254,10 @@ class SqlStore:
             isinstance(v, str) and "\x00" in v for v in params.values()
         ):
             # PostgreSQL text cannot hold NUL: no stored key contains one, so a lookup or a
-            # keyed write with such a value (hostile input) matches nothing.
+            # keyed upsert with such a value (hostile input) matches nothing. Anything else
+            # must never be skipped silently: a token is never issued without its record.
+            if stmt is _INSERT_BOTH:
+                raise ValueError("NUL in a value to be stored")
             return []
         if self._cursor is None:
             result = self.conn.execute(stmt, params)
