@@ -25,23 +25,13 @@ import jwt
 from sts.client.errors import InsufficientScope, InvalidToken
 from sts.client.jwks import JwksCache, KeySource
 from sts.client.revocation_feed import RevocationFeed
+from sts.domain import ASYMMETRIC_JWS_ALGORITHMS
 
 if TYPE_CHECKING:
     from sts.client.exchange import ExchangeClient
 
 #: Asymmetric JWS algorithms only: never ``none``, never HMAC (RFC 8725 §3.1).
-DEFAULT_ALGORITHMS = (
-    "ES256",
-    "ES384",
-    "ES512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "EdDSA",
-)
+DEFAULT_ALGORITHMS = ASYMMETRIC_JWS_ALGORITHMS
 ACCESS_TOKEN_TYP = ("at+jwt", "application/at+jwt")
 MAX_TOKEN_BYTES = 16384
 MAX_ACT_DEPTH = 32
