@@ -187,6 +187,10 @@ def revoke(
             select(func.count(), func.count(sub.c.txn.distinct())).select_from(sub)
         ).one()
         jtis = list(conn.execute(select(sub.c.jti).order_by(sub.c.jti).limit(LISTED)).scalars())
+        # Asking for a blast radius is an administrative act too: audited, nothing else.
+        audit_admin_action(
+            conn, now, admin, f"admin.revoke.{kind}.dry_run", target=target, tokens=int(tokens)
+        )
         return Result(kind, target, True, int(tokens), int(txns), jtis)
     if conn.dialect.name == "postgresql":
         # One revocation at a time: revocation ids then commit in order, so the feed's cursor

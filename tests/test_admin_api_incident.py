@@ -269,16 +269,20 @@ def test_audit_events_when_filtered_then_matching_newest_first(client, admin, cl
     issued = admin.ok("GET", "/audit/events?event=token.issued&subject=alice")["items"]
     assert [e["client_id"] for e in issued] == ["tool", "agent", "web"]
     latest = admin.ok("GET", f"/audit/events?since={clock.now()}")["items"]
+    # The admin's own read just before is an audited action too (newest first).
     assert [(e["event"], e["decision"], e["client_id"]) for e in latest] == [
-        ("token.denied", "denied", "tool")
+        ("admin.read", "done", "ops"),
+        ("token.denied", "denied", "tool"),
     ]
-    assert admin.ok("GET", "/audit/events?decision=denied&actor=tool")["items"] == latest
+    assert latest[0]["detail"] == {"path": "/admin/v1/audit/events"}
+    assert admin.ok("GET", "/audit/events?decision=denied&actor=tool")["items"] == latest[1:]
     assert len(admin.ok("GET", "/audit/events?limit=2")["items"]) == 2
     changes = admin.ok("GET", "/audit/events?actor=ops&decision=done")["items"]
     assert {e["event"] for e in changes} == {
         "admin.issuer.add",
         "admin.nhi.create",
         "admin.rule.create",
+        "admin.read",
     }
 
 

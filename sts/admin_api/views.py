@@ -32,7 +32,7 @@ from sts.admin_api.openapi import (
 )
 from sts.admin_api.validation import body, path_matches, query
 from sts.ports import AuditRecord
-from sts.registry import RegistryError
+from sts.registry import RegistryError, audit_admin_action
 from sts.revocation import revoke
 from sts.runtime import Runtime
 from sts.store.sql import SqlStore
@@ -120,7 +120,14 @@ def _run(
                 admin = authenticate(conn, rt, now)
                 admin.require(scopes)
                 _check_path(kwargs)
-                return view(Call(conn, admin, now, rt), **kwargs)
+                response = view(Call(conn, admin, now, rt), **kwargs)
+                if request.method == "GET" and response.status_code < 300:
+                    # Reads are admin actions too (who looked at which chain): audited like
+                    # the changes, whose events the service layer writes itself.
+                    audit_admin_action(
+                        conn, now, admin.client_id, "admin.read", path=request.path[:300]
+                    )
+                return response
         except ApiError as err:
             if err.status in (401, 403):
                 _record_denial(rt, now, err, admin.client_id if admin else None)
