@@ -9,6 +9,9 @@ KINDS = ("service", "agent", "workload")
 CLIENT_CREDENTIALS = "client_credentials"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
+#: Most tokens one lineage (a token and its ancestors) may hold: a subject token whose lineage
+#: is this long can no longer be exchanged, so every walk up or down a chain is bounded by it.
+MAX_LINEAGE = 64
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 #: Asymmetric JWS algorithms accepted from clients and trusted issuers (RFC 8725 §3.1: never
 #: ``none``, never HMAC where a public key is published).

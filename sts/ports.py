@@ -142,6 +142,9 @@ class Store(Protocol):
     def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
         """Enabled, unexpired rules of this actor that name this target (or ``*``)."""
 
+    def serialize_revocations(self) -> None:
+        """Wait for any revocation in flight; hold the turn until this transaction ends."""
+
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
         """Revoke a token and its descendants; the number of tokens revoked."""
 

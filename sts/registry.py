@@ -255,6 +255,9 @@ def _nhi_spec(
         raise invalid(
             "name must be 1-128 letters, digits, '.', '_' or '-', starting alphanumeric", "name"
         )
+    if name.lower().startswith("sts_"):
+        # The shape of a generated secret: logs and the audit trail mask it on sight.
+        raise invalid("names starting with 'sts_' are reserved", "name")
     if kind not in KINDS:
         raise invalid(f"kind must be one of {', '.join(KINDS)}", "kind")
     if len(owner) > 255:

@@ -21,6 +21,7 @@ from sqlalchemy import Select, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
+from sts.domain import MAX_LINEAGE
 from sts.registry import RegistryError, audit_admin_action
 from sts.store.models import (
     Credential,
@@ -107,7 +108,7 @@ def _affected(seeds: Select[Any]) -> Any:
     return walk.union_all(
         select(child.jti, (walk.c.n + 1).label("n"))
         .join(walk, child.parent_jti == walk.c.jti)
-        .where(walk.c.n < 64)
+        .where(walk.c.n < MAX_LINEAGE)
     )
 
 
@@ -165,6 +166,14 @@ def _disable_source(conn: Connection, kind: str, target: str, now: int, reason: 
         )
 
 
+def serialize(conn: Connection) -> None:
+    """One revocation at a time (PostgreSQL; SQLite serialises every writer anyway): revocation
+    ids then commit in order, so the feed's cursor never passes one that commits later. The
+    lock is held until the transaction ends and may be taken again by the same transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(REVOCATION_LOCK)))
+
+
 def revoke(
     conn: Connection,
     kind: str,
@@ -192,10 +201,7 @@ def revoke(
             conn, now, admin, f"admin.revoke.{kind}.dry_run", target=target, tokens=int(tokens)
         )
         return Result(kind, target, True, int(tokens), int(txns), jtis)
-    if conn.dialect.name == "postgresql":
-        # One revocation at a time: revocation ids then commit in order, so the feed's cursor
-        # never passes one that commits later.
-        conn.execute(select(func.pg_advisory_xact_lock(REVOCATION_LOCK)))
+    serialize(conn)
     # Lock order matches an exchange's (client NHI, transaction root, issuer, rule), so the
     # two can wait for each other but never deadlock.
     if kind in ("nhi", "credential"):

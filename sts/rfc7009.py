@@ -22,6 +22,9 @@ def revoke(server: ChainAuthorizationServer, request: TokenRequest) -> Response:
     except errors.StsError as err:
         server.record_denial(request, err, event="revocation.denied")
         return err.response()
+    # Serialise with other revocations before reading the lineage: reading takes shared row
+    # locks that a revocation would otherwise have to upgrade (a deadlock with another one).
+    request.store.serialize_revocations()
     found = own_live_token(server, request, token)
     if found is not None and found.jti and found.claims.get("client_id") == caller.client_id:
         request.store.revoke_token(

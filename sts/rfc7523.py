@@ -9,6 +9,7 @@ Every failure becomes the same ``invalid_client`` answer.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,9 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
 
     def verify_claims(self, claims: Any) -> None:
         """RFC 7523 §3 items 2-4 and 7, judged by the STS clock rather than the wall clock."""
-        self._exp = claims.get("exp") if isinstance(claims.get("exp"), int) else 0
+        exp = claims.get("exp")
+        # A NumericDate may carry a fraction (RFC 7519 §2): keep the jti past the latest second.
+        self._exp = math.ceil(exp) if isinstance(exp, int | float) and math.isfinite(exp) else 0
         registry = jose_jwt.JWTClaimsRegistry(
             now=self._request.now,
             leeway=self.leeway,

@@ -16,12 +16,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import jwt
-from jwt import PyJWK, PyJWKSet
-from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWKSetError
+from jwt import PyJWK
+from jwt.exceptions import InvalidTokenError, PyJWTError
 from jwt.types import Options
 
 from sts.chain import Actor, Chain, ChainError
-from sts.domain import scope_set
+from sts.domain import MAX_LINEAGE, scope_set
 from sts.errors import InvalidRequest
 from sts.jwks_fetch import JwksCache, JwksUnavailable
 from sts.rfc9068 import ACCESS_TOKEN_TYP
@@ -81,10 +81,10 @@ def _identifier(value: Any) -> TypeGuard[str]:
     )
 
 
-@lru_cache(maxsize=256)
-def _jwk_set(jwks_json: str) -> PyJWKSet:
-    """Parsed trusted-issuer key sets, cached by content."""
-    return PyJWKSet.from_dict(json.loads(jwks_json))
+@lru_cache(maxsize=1024)
+def _verification_key(jwk_json: str, alg: str) -> PyJWK:
+    """A trusted issuer's key as PyJWT uses it for ``alg`` only, parsed once per content."""
+    return PyJWK(json.loads(jwk_json), algorithm=alg)
 
 
 class TokenValidator:
@@ -143,15 +143,14 @@ class TokenValidator:
         except InvalidTokenError:
             raise fail("signature verification failed") from None
 
-    def _issuer_key(self, config: IssuerConfig, kid: str | None, fail: Any) -> PyJWK:
-        def find(jwks: dict[str, Any]) -> PyJWK | None:
-            try:
-                keyset = _jwk_set(json.dumps(jwks, sort_keys=True))
-            except (PyJWKSetError, PyJWKError, ValueError):
-                raise fail("issuer JWKS unusable") from None
+    def _issuer_key(self, config: IssuerConfig, kid: str | None, fail: Any) -> dict[str, Any]:
+        """The issuer's public JWK named by ``kid`` (or its only key when no ``kid``)."""
+
+        def find(jwks: dict[str, Any]) -> dict[str, Any] | None:
+            keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
             if kid is None:
-                return keyset.keys[0] if len(keyset.keys) == 1 else None
-            return next((k for k in keyset.keys if k.key_id == kid), None)
+                return keys[0] if len(keys) == 1 else None
+            return next((k for k in keys if k.get("kid") == kid), None)
 
         if config.jwks is not None:
             key = find(config.jwks)
@@ -173,9 +172,14 @@ class TokenValidator:
         if alg not in config.algorithms:
             raise fail("algorithm not allowed for this issuer")
         key = self._issuer_key(config, kid, fail)
-        try:  # PyJWT refuses a key whose type does not fit ``alg``
-            claims: dict[str, Any] = jwt.decode(token, key.key, algorithms=[alg], options=_VERIFY)
-        except (InvalidTokenError, PyJWKError):
+        try:
+            # The key as PyJWT uses it for ``alg`` only: a key whose type cannot do ``alg``
+            # (an RS256 header naming an EC key) is a refusal, never an exception.
+            verifier = _verification_key(json.dumps(key, sort_keys=True), alg)
+            claims: dict[str, Any] = jwt.decode(
+                token, verifier.key, algorithms=[alg], options=_VERIFY
+            )
+        except (PyJWTError, TypeError, ValueError):
             raise fail("signature verification failed") from None
         if config.audiences:
             aud = claims.get("aud")
@@ -256,6 +260,8 @@ class TokenValidator:
         """Our token must match its lineage row; every ancestor must still be in force."""
         if not hops:
             raise fail("no lineage for this token")
+        if len(hops) >= MAX_LINEAGE:
+            raise fail("lineage too long to extend")
         own = hops[0]
         if own.subject != sub or own.chain != chain.subs() or own.txn != claims.get("txn"):
             raise fail("token does not match its lineage")

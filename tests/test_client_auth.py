@@ -369,6 +369,17 @@ def test_private_key_jwt_when_replayed_after_exp_within_leeway_then_invalid_clie
     assert_invalid_client(post(client, jwt_form(assertion)))
 
 
+def test_private_key_jwt_when_exp_has_a_fraction_then_replay_still_refused(client, make_nhi, clock):
+    # A NumericDate may be fractional (RFC 7519 §2): clients writing time.time() + 300 send
+    # one. Its jti must be kept until then too, not purged at once and replayable.
+    keys = KeyPair()
+    make_nhi("agent", kind="agent", jwks=keys.jwks)
+    assertion = keys.assertion("agent", TOKEN_ENDPOINT, clock.now(), exp=clock.now() + 60.5)
+    assert post(client, jwt_form(assertion)).status_code == 200
+    clock.advance(1)
+    assert_invalid_client(post(client, jwt_form(assertion)))
+
+
 def test_private_key_jwt_when_same_jti_from_two_clients_then_both_accepted(client, make_nhi, clock):
     # Replay is judged per client (RFC 7523 §3 item 7: jti unique per issuer).
     one, two = KeyPair(), KeyPair()

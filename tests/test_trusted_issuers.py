@@ -3,6 +3,7 @@ kid at most once per interval, and a failing fetch is a refusal, never a 500 (DE
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,6 +151,42 @@ def test_issuer_when_audience_not_configured_then_refused(client, remote_idp, cl
     resp = exchange(
         client, web, idp.token("alice", ["someone-else", "web-2"], clock.now()), audience="agent"
     )
+    assert resp.status_code == 400
+    assert resp.json == {
+        "error": "invalid_request",
+        "error_description": "The subject token is invalid.",
+    }
+
+
+@pytest.mark.parametrize("alg", ["RS256", "EdDSA", "PS256"])
+def test_issuer_token_when_header_alg_does_not_fit_the_key_then_invalid_request_not_500(
+    client, runtime, make_nhi, clock, alg
+):
+    """An attacker names the issuer's EC key under another allowed algorithm: PyJWT cannot
+    use that key for it, and the answer is a refusal, never a server error."""
+    idp = PersonIdp("https://mixed-idp.example.test")
+    web = make_nhi("web")
+    make_nhi("agent", "agent")
+    with runtime.engine.begin() as conn:
+        registry.add_issuer(
+            conn,
+            issuer=idp.issuer,
+            jwks=idp.keys.jwks,
+            audiences=["web"],
+            algorithms=["ES256", "RS256", "EdDSA", "PS256"],
+            now=clock.now(),
+            admin="t",
+        )
+    good = idp.token("alice", "web", clock.now())
+    _header, payload, signature = good.split(".")
+    forged_header = (
+        base64.urlsafe_b64encode(
+            json.dumps({"alg": alg, "kid": idp.keys.kid, "typ": "JWT"}).encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
+    resp = exchange(client, web, f"{forged_header}.{payload}.{signature}", audience="agent")
     assert resp.status_code == 400
     assert resp.json == {
         "error": "invalid_request",

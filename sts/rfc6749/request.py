@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 from sts.errors import InvalidRequest
+from sts.logs import redact
 
 if TYPE_CHECKING:
     from sts.domain import Client
@@ -21,7 +21,7 @@ MULTI_VALUED = frozenset({"audience", "resource"})
 MAX_PARAMETER_LENGTH = 2048
 #: Known parameters of every endpoint except those carrying a token or an assertion, which are
 #: bounded by ``STS_MAX_TOKEN_BYTES`` where they are read. Unknown ones are ignored (§3.2).
-SHORT_PARAMETERS = frozenset(
+SHORT_PARAMETERS: frozenset[str] = frozenset(
     {
         "grant_type",
         "scope",
@@ -36,15 +36,20 @@ SHORT_PARAMETERS = frozenset(
         "token_type_hint",
     }
 )
-#: What a client may put in the wrong field by mistake: a generated client secret, a JWT.
-_CREDENTIAL = re.compile(
-    r"sts_[A-Za-z0-9_-]{43}|eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-)
+#: Every parameter any endpoint defines.
+KNOWN_PARAMETERS = SHORT_PARAMETERS | {
+    "subject_token",
+    "actor_token",
+    "client_assertion",
+    "token",
+}
 
 
 def _masked(value: Any) -> Any:
+    """What a client may put in the wrong field (a secret as client_id, a JWT) is masked as
+    the logs mask it, before it reaches the audit trail."""
     if isinstance(value, str):
-        return _CREDENTIAL.sub("[credential]", value)
+        return redact(value)
     if isinstance(value, tuple | list):
         return type(value)(_masked(v) for v in value)
     return value
@@ -149,4 +154,7 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         """RFC 6749 §3.2: request parameters MUST NOT be included more than once."""
         for name, values in self.payload.datalist.items():
             if len(values) > 1 and name not in MULTI_VALUED:
-                raise InvalidRequest(f"parameter {name[:40]!r} repeated", "Repeated parameter.")
+                # Only a name we define is echoed into the reason: a client may have put a
+                # credential where a parameter name belongs.
+                shown = name if name in KNOWN_PARAMETERS else "(unknown)"
+                raise InvalidRequest(f"parameter {shown!r} repeated", "Repeated parameter.")

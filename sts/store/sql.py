@@ -22,9 +22,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from sts.domain import Client, CredentialView, Target, scope_set
+from sts.domain import MAX_LINEAGE, Client, CredentialView, Target, scope_set
 from sts.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
-from sts.revocation import revoke
+from sts.revocation import revoke, serialize
 from sts.store.models import (
     AuditEvent,
     AuthFailure,
@@ -38,8 +38,6 @@ from sts.store.models import (
     TrustedIssuer,
 )
 
-#: Lineage walks stop here whatever the data says (the chain depth cap is far below).
-MAX_LINEAGE = 64
 _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 
 
@@ -426,6 +424,9 @@ class SqlStore:
             )
             for r in first.values()
         ]
+
+    def serialize_revocations(self) -> None:
+        serialize(self.conn)
 
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
         return revoke(self.conn, "token", jti, now=now, admin=by, reason=reason).tokens
