@@ -49,22 +49,51 @@ def fetch_jwks(uri: str, timeout: float) -> dict[str, Any]:
 
 
 class JwksCache:
+    """Fetched JWK Sets by URI. One fetch per URI at a time (others wait for its result), and
+    after a failed fetch none for ``min_refresh`` seconds: the last good set is served if
+    there is one, else the failure is repeated at once. A down or slow issuer can then cost
+    one timeout per interval, not one per request."""
+
     def __init__(self, timeout: float, ttl: float, min_refresh: float = 30.0) -> None:
         self.timeout = timeout
         self.ttl = ttl
         self.min_refresh = min_refresh
         self._entries: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
+        self._failed: dict[str, float] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _usable(self, entry: _Entry | None, refresh: bool) -> bool:
+        if entry is None:
+            return False
+        age = time.monotonic() - entry.fetched
+        return age < self.ttl and not (refresh and age >= self.min_refresh)
 
     def get(self, uri: str, refresh: bool = False) -> dict[str, Any]:
         """The JWKS at ``uri``; ``refresh`` asks for a re-fetch (rate limited)."""
-        now = time.monotonic()
         entry = self._entries.get(uri)
-        if entry is not None:
-            age = now - entry.fetched
-            if age < self.ttl and not (refresh and age >= self.min_refresh):
-                return entry.jwks
-        with self._lock:
-            jwks = fetch_jwks(uri, self.timeout)
+        if self._usable(entry, refresh):
+            assert entry is not None
+            return entry.jwks
+        with self._guard:
+            lock = self._locks.setdefault(uri, threading.Lock())
+        with lock:
+            latest = self._entries.get(uri)
+            if latest is not entry and self._usable(latest, False):
+                assert latest is not None
+                return latest.jwks  # fetched by another request while this one waited
+            failed = self._failed.get(uri)
+            if failed is not None and time.monotonic() - failed < self.min_refresh:
+                if latest is not None:
+                    return latest.jwks
+                raise JwksUnavailable("fetch failed recently")
+            try:
+                jwks = fetch_jwks(uri, self.timeout)
+            except JwksUnavailable:
+                self._failed[uri] = time.monotonic()
+                if latest is not None:
+                    return latest.jwks
+                raise
+            self._failed.pop(uri, None)
             self._entries[uri] = _Entry(jwks, time.monotonic())
         return jwks

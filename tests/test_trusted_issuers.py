@@ -192,3 +192,31 @@ def test_issuer_token_when_header_alg_does_not_fit_the_key_then_invalid_request_
         "error": "invalid_request",
         "error_description": "The subject token is invalid.",
     }
+
+
+def test_jwks_uri_when_unreachable_then_one_fetch_per_interval_not_per_request(
+    client, remote_idp, clock, jwks_server
+):
+    idp, web = remote_idp
+    jwks_server.fail = True
+    for _ in range(4):
+        resp = exchange(client, web, idp.token("alice", "web", clock.now()), audience="agent")
+        assert resp.status_code == 400
+    assert jwks_server.fetches == 1
+
+
+def test_jwks_uri_when_issuer_goes_down_after_a_fetch_then_last_good_keys_serve(
+    client, remote_idp, clock, jwks_server, runtime
+):
+    idp, web = remote_idp
+    assert (
+        exchange(client, web, idp.token("alice", "web", clock.now()), audience="agent").status_code
+        == 200
+    )
+    cache = runtime.server.validator.jwks_cache
+    cache.ttl = 0  # every lookup now wants a fresh copy
+    jwks_server.fail = True
+    for _ in range(3):
+        resp = exchange(client, web, idp.token("alice", "web", clock.now()), audience="agent")
+        assert resp.status_code == 200, resp.json
+    assert jwks_server.fetches == 2
