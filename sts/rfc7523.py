@@ -146,19 +146,29 @@ def authenticate_private_key_jwt(
             raise InvalidRequest("client_id differs from the client assertion")
         if not client.active:
             raise InvalidClient("client disabled")
-        request.credential_id = _credential_for(client, assertion)
+        request.credential_id = _credential_for(client, assertion, jwks_cache)
         return client
 
     return authenticate
 
 
-def _credential_for(client: Client, assertion: str) -> str | None:
-    """The key credential holding the assertion's ``kid`` (the signature is already verified)."""
+def _credential_for(client: Client, assertion: str, jwks_cache: JwksCache) -> str:
+    """The key credential holding the key that signed (the signature is already verified),
+    so lineage records it and revoking that credential reaches the tokens obtained with it.
+    With several key credentials the assertion must name its key by ``kid``."""
     creds = client.key_credentials()
     if len(creds) == 1:
         return creds[0].id
     kid = jwt.get_unverified_header(assertion).get("kid")
     for cred in creds:
-        if cred.jwks is not None and any(k.get("kid") == kid for k in cred.jwks.get("keys", [])):
+        if cred.jwks is not None:
+            keys = cred.jwks.get("keys", [])
+        else:
+            assert cred.jwks_uri is not None
+            try:  # fetched (and cached) a moment ago to verify the signature
+                keys = jwks_cache.get(cred.jwks_uri).get("keys", [])
+            except JwksUnavailable:
+                keys = []
+        if kid is not None and any(k.get("kid") == kid for k in keys):
             return cred.id
-    return None
+    raise InvalidClient("cannot tell which credential signed the assertion (no matching kid)")

@@ -20,7 +20,7 @@ from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
 from sts import registry
-from sts.store.models import AuditEvent
+from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.helpers import FORM, KeyPair, basic, claims_of
 
@@ -592,3 +592,42 @@ def test_private_key_jwt_when_client_disabled_then_invalid_client(client, make_n
 def test_client_secret_when_client_has_only_keys_then_invalid_client(client, make_nhi):
     make_nhi("agent", kind="agent", jwks=KeyPair().jwks)
     assert_invalid_client(post(client, CC, basic("agent", "sts_guess")))
+
+
+def test_private_key_jwt_when_two_key_credentials_then_lineage_names_the_one_that_signed(
+    client, make_nhi, clock, runtime
+):
+    old, new = KeyPair("old-key"), KeyPair("new-key")
+    make_nhi("agent", kind="agent", jwks=old.jwks)
+    with runtime.engine.begin() as conn:
+        cred, _ = registry.add_credential(
+            conn, runtime.hasher, "agent", now=clock.now(), admin="t", jwks=new.jwks
+        )
+    resp = post(client, jwt_form(new.assertion("agent", TOKEN_ENDPOINT, clock.now())))
+    assert resp.status_code == 200, resp.json
+    with runtime.engine.connect() as conn:
+        recorded = conn.execute(select(IssuedToken.credential_id)).scalar_one()
+    assert recorded == cred["id"]
+
+
+def test_private_key_jwt_when_two_key_credentials_and_no_kid_then_invalid_client(
+    client, make_nhi, clock, runtime
+):
+    # Revoking a credential must reach the tokens obtained with it: with two live keys, an
+    # assertion that does not name its key cannot be attributed, so it is refused.
+    old, new = KeyPair("old-key"), KeyPair("new-key")
+    make_nhi("agent", kind="agent", jwks=old.jwks)
+    with runtime.engine.begin() as conn:
+        registry.add_credential(
+            conn, runtime.hasher, "agent", now=clock.now(), admin="t", jwks=new.jwks
+        )
+    claims = {
+        "iss": "agent",
+        "sub": "agent",
+        "aud": TOKEN_ENDPOINT,
+        "iat": clock.now(),
+        "exp": clock.now() + 60,
+        "jti": "no-kid-1",
+    }
+    assertion = pyjwt.encode(claims, new.private, algorithm="ES256")
+    assert_invalid_client(post(client, jwt_form(assertion)))
