@@ -297,6 +297,14 @@ def _insert_nhi(
     if taken is not None:
         field_ = "name" if taken.client_id == spec.name else "sub"
         raise RegistryError("conflict", "an NHI with this name or sub already exists", field_)
+    # A resource URI and an NHI's sub both name a target: neither may name another NHI's.
+    if conn.execute(select(NhiResource.uri).where(NhiResource.uri == spec.sub)).first():
+        raise RegistryError("conflict", "this sub is another NHI's resource URI", "sub")
+    if (
+        spec.resources
+        and conn.execute(select(Nhi.client_id).where(Nhi.sub.in_(spec.resources))).first()
+    ):
+        raise RegistryError("conflict", "a resource URI is another NHI's sub", "resources")
     if (
         spec.resources
         and conn.execute(select(NhiResource.uri).where(NhiResource.uri.in_(spec.resources))).first()

@@ -165,9 +165,8 @@ _TARGET_BY_NAME = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("nam
 _TARGET_BY_SUB = select(*_TARGET_COLUMNS).where(Nhi.sub == bindparam("sub"))
 _TARGET_BY_RESOURCE = (
     select(*_TARGET_COLUMNS)
-    .outerjoin(NhiResource, NhiResource.nhi_id == Nhi.id)
-    .where(or_(NhiResource.uri == bindparam("uri"), Nhi.sub == bindparam("uri")))
-    .limit(1)
+    .join(NhiResource, NhiResource.nhi_id == Nhi.id)
+    .where(NhiResource.uri == bindparam("uri"))
 )
 _PURGE_ASSERTIONS = delete(ClientAssertionJti).where(
     ClientAssertionJti.client_id == bindparam("client_id"),
@@ -312,8 +311,10 @@ class SqlStore:
         return Target(*rows[0]) if rows else None
 
     def target_by_resource(self, uri: str) -> Target | None:
+        """A registered resource URI, else an NHI whose ``sub`` is that URI (two index
+        lookups; the registry keeps the two namespaces apart, so at most one matches)."""
         rows = self._run(_TARGET_BY_RESOURCE, {"uri": uri})
-        return Target(*rows[0]) if rows else None
+        return Target(*rows[0]) if rows else self.nhi_by_sub(uri)
 
     def nhi_by_sub(self, sub: str) -> Target | None:
         rows = self._run(_TARGET_BY_SUB, {"sub": sub})
