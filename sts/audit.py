@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Connection
 
+from sts import lineage
 from sts.registry import RegistryError
 from sts.store.models import AuditEvent, IssuedToken, Revocation
 
@@ -41,14 +42,7 @@ def _event(row: Any) -> dict[str, Any]:
     }
 
 
-def _hop(row: Any, now: int) -> dict[str, Any]:
-    status = (
-        "revoked"
-        if row.revoked_at is not None
-        else "expired"
-        if row.expires_at <= now
-        else "active"
-    )
+def _hop(row: Any, status: tuple[str, str]) -> dict[str, Any]:
     return {
         "jti": row.jti,
         "parent_jti": row.parent_jti,
@@ -62,7 +56,8 @@ def _hop(row: Any, now: int) -> dict[str, Any]:
         "chain": list(row.chain or []),
         "issued_at": row.issued_at,
         "expires_at": row.expires_at,
-        "status": status,
+        "status": status[0],
+        "status_reason": status[1],
         "revoked_at": row.revoked_at,
         "revocation_id": row.revocation_id,
     }
@@ -86,6 +81,7 @@ def _hop_from_event(row: Any, now: int) -> dict[str, Any]:
         "issued_at": row.at,
         "expires_at": exp,
         "status": "expired" if isinstance(exp, int) and exp <= now else "unknown",
+        "status_reason": "" if isinstance(exp, int) and exp <= now else "lineage removed",
         "revoked_at": None,
         "revocation_id": None,
     }
@@ -140,7 +136,9 @@ def show(
         .order_by(IssuedToken.issued_at, IssuedToken.depth, IssuedToken.jti)
         .limit(MAX_ROWS)
     ).all()
-    hops = [_hop(r, now) for r in rows]
+    # One judgement of each hop's state for every reader (chain show, audit, the API).
+    states = lineage.hop_states(conn, now=now, txn=txn) if rows else {}
+    hops = [_hop(r, states[r.jti]) for r in rows]
     # Housekeeping removes the hops that expired first (the deepest ones) before the others:
     # the audit trail fills in whatever the lineage no longer holds.
     known = {h["jti"] for h in hops}

@@ -108,3 +108,14 @@ def _inherit(node: dict[str, Any]) -> None:
         if node["status"] in ("revoked", "void") and child["status"] == "active":
             child["status"], child["status_reason"] = "void", "an ancestor is " + node["status"]
         _inherit(child)
+
+
+def hop_states(conn: Connection, *, now: int, txn: str) -> dict[str, tuple[str, str]]:
+    """Every hop of a transaction's ``(status, reason)``, as :func:`chain_tree` judges it."""
+    states: dict[str, tuple[str, str]] = {}
+    pending = chain_tree(conn, now=now, txn=txn)
+    while pending:
+        node = pending.pop()
+        states[node["jti"]] = (node["status"], node["status_reason"])
+        pending.extend(node["children"])
+    return states

@@ -292,7 +292,11 @@ def schemas() -> dict[str, Any]:
                 "chain": STRINGS,
                 "issued_at": INT,
                 "expires_at": OPT_INT,
-                "status": {"type": "string", "enum": ["active", "expired", "revoked", "unknown"]},
+                "status": {
+                    "type": "string",
+                    "enum": ["active", "expired", "revoked", "void", "unknown"],
+                },
+                "status_reason": STR,
                 "revoked_at": OPT_INT,
                 "revocation_id": OPT_INT,
             }
