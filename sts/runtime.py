@@ -49,7 +49,7 @@ def build_runtime(
     clock = clock or SystemClock()
     jwks_cache = JwksCache(settings.jwks_fetch_timeout, settings.jwks_cache_seconds)
     engine = engine or create_engine(settings.database_url, hide_parameters=True)
-    server = ChainAuthorizationServer(settings, keys, hasher, clock, jwks_cache)
+    server = ChainAuthorizationServer(settings, keys, hasher, jwks_cache)
     return Runtime(settings, engine, keys, hasher, clock, server)
 
 

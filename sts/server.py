@@ -14,7 +14,6 @@ from typing import Any
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error, UnsupportedGrantTypeError
 
 from sts import errors
-from sts.clock import Clock
 from sts.credentials import SecretHasher
 from sts.domain import Client
 from sts.jwks_fetch import JwksCache
@@ -58,14 +57,11 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         settings: Settings,
         keys: KeyStore,
         hasher: SecretHasher,
-        clock: Clock,
         jwks_cache: JwksCache,
     ) -> None:
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.keys = keys
-        self.clock = clock
-        self.jwks_cache = jwks_cache
         self.register_client_auth_method(
             "client_secret_basic", authenticate_client_secret_basic(hasher)
         )
