@@ -168,8 +168,11 @@ class TokenExchangeGrant(StsGrant):
         """DESIGN §5.5, §5.7, §5.8."""
         request, settings = self.request, self.server.settings
         store = request.store
+        # A chain rooted here started with an NHI's own token: its subject is that NHI. Its
+        # kind is looked up only when some rule asks for one (a round trip saved otherwise).
         rooted_here = subject.subject_issuer == settings.issuer
-        subject_nhi = store.nhi_by_sub(subject.sub) if rooted_here else None
+        wants_kind = rooted_here and any(r.subject_type == "kind" for r in rules)
+        subject_nhi = store.nhi_by_sub(subject.sub) if wants_kind else None
         if subject.own:
             cap: frozenset[str] | None = subject.scopes or frozenset()
         elif subject.issuer_config is not None and subject.issuer_config.scope_mode == "cap":
@@ -177,7 +180,7 @@ class TokenExchangeGrant(StsGrant):
         else:
             cap = None
         outermost = subject.chain.outermost
-        upstream = outermost.sub if outermost else (subject.sub if subject_nhi else None)
+        upstream = outermost.sub if outermost else (subject.sub if rooted_here else None)
         facts = Subject(
             subject.sub,
             subject.subject_issuer,

@@ -153,8 +153,14 @@ def _statements(dialect: str) -> _Statements:
             if lock
             else None
         ),
-        # RETURNING, not rowcount: psycopg reports -1 for a conflict-skipping INSERT.
-        remember_assertion=upsert.on_conflict_do_nothing().returning(ClientAssertionJti.jti),
+        # One statement: a new jti is inserted; a known one is taken again only once it has
+        # expired (its row is stale, not a replay). RETURNING, not rowcount: psycopg reports
+        # -1 for a conflict-skipping INSERT. ``sts gc`` clears expired rows.
+        remember_assertion=upsert.on_conflict_do_update(
+            index_elements=[ClientAssertionJti.client_id, ClientAssertionJti.jti],
+            set_={"expires_at": upsert.excluded.expires_at},
+            where=ClientAssertionJti.expires_at < bindparam("now"),
+        ).returning(ClientAssertionJti.jti),
         auth_failure=failure,
     )
 
@@ -167,10 +173,6 @@ _TARGET_BY_RESOURCE = (
     select(*_TARGET_COLUMNS)
     .join(NhiResource, NhiResource.nhi_id == Nhi.id)
     .where(NhiResource.uri == bindparam("uri"))
-)
-_PURGE_ASSERTIONS = delete(ClientAssertionJti).where(
-    ClientAssertionJti.client_id == bindparam("client_id"),
-    ClientAssertionJti.expires_at < bindparam("now"),
 )
 _CLEAR_FAILURES = delete(AuthFailure).where(AuthFailure.client_id == bindparam("client_id"))
 _INSERT_TOKEN = insert(IssuedToken)
@@ -302,8 +304,7 @@ class SqlStore:
         self._run(_CLEAR_FAILURES, {"client_id": client_id})
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
-        self._run(_PURGE_ASSERTIONS, {"client_id": client_id, "now": now})
-        values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
+        values = {"client_id": client_id, "jti": jti, "expires_at": expires_at, "now": now}
         return bool(self._run(self._sql.remember_assertion, values))
 
     def target_by_name(self, name: str) -> Target | None:
