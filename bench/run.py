@@ -523,7 +523,8 @@ def main() -> None:
         print(floor.name, json.dumps(result), flush=True)
     finally:
         floor_server.stop()
-    write_report(report)
+    if args.only is None:  # a partial run must not replace the full results
+        write_report(report)
     shutil.rmtree(work, ignore_errors=True)
 
 
