@@ -151,7 +151,13 @@ class Server:
 
 
 def wrk(
-    url: str, scenario: Scenario, duration: int, connections: int, threads: int, pids: list[int]
+    url: str,
+    scenario: Scenario,
+    duration: int,
+    connections: int,
+    threads: int,
+    pids: list[int],
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         fh.write("\n".join(scenario.bodies) + "\n")
@@ -163,6 +169,9 @@ def wrk(
         "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in scenario.headers.items()),
     }
     sts_before, pg_before = cpu_seconds(pids), cpu_seconds(postgres_pids())
+    spies = (
+        [] if profile is None else [py_spy(pid, duration, profile, scenario.name) for pid in pids]
+    )
     out = subprocess.run(
         [
             "wrk",
@@ -181,6 +190,8 @@ def wrk(
     ).stdout
     sts_cpu = cpu_seconds(pids) - sts_before
     pg_cpu = cpu_seconds(postgres_pids()) - pg_before
+    for spy in spies:
+        spy.wait(timeout=60)
     os.unlink(bodies)
     result: dict[str, Any] = {"statuses": {}}
     for line in out.splitlines():
@@ -209,6 +220,31 @@ def wrk(
     result["sts_cpu_ms_per_request"] = round(1000 * sts_cpu / max(result["requests"], 1), 3)
     result["pg_cpu_ms_per_request"] = round(1000 * pg_cpu / max(result["requests"], 1), 3)
     return result
+
+
+def py_spy(pid: int, duration: int, into: Path, name: str) -> subprocess.Popen[bytes]:
+    """Sample one worker for the scenario's duration: collapsed stacks, one file per worker
+    (``py-spy`` samples from outside the process; the workers run unmodified)."""
+    into.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(duration - 1, 1)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(into / f"{name}.{pid}.txt"),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # -- registry -------------------------------------------------------------------------------
@@ -446,6 +482,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--only", default=None, help="run only scenarios containing this")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the workers with py-spy during each scenario (collapsed stacks into DIR)",
+    )
+    parser.add_argument(
         "--scale",
         action="store_true",
         help="also seed 1M NHIs, 100k rules, 10M lineage rows and re-measure",
@@ -491,7 +534,13 @@ def main() -> None:
             if args.only and args.only not in scenario.name:
                 continue
             result = wrk(
-                server.url, scenario, args.duration, args.connections, args.threads, server.pids()
+                server.url,
+                scenario,
+                args.duration,
+                args.connections,
+                args.threads,
+                server.pids(),
+                args.profile,
             )
             report["scenarios"][scenario.name] = result
             print(scenario.name, json.dumps(result), flush=True)
@@ -518,6 +567,7 @@ def main() -> None:
             args.connections,
             args.threads,
             floor_server.pids(),
+            args.profile,
         )
         report["scenarios"][floor.name] = result
         print(floor.name, json.dumps(result), flush=True)

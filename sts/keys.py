@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ class SigningKey:
     private_key: PrivateKey
     public_jwk: dict[str, Any]
 
-    @property
+    @cached_property
     def public_key(self) -> PublicKey:
+        """Derived once: every verification of our own tokens needs it."""
         return self.private_key.public_key()
 
 

@@ -4,8 +4,9 @@ A token is judged by the issuer it claims: ``iss`` equal to this STS means it mu
 one of our still-published keys, be an ``at+jwt``, and have a live lineage row; a token that
 claims to be ours but fails any of that is refused, never retried as external. Any other
 ``iss`` must be a registered, active trusted issuer whose keys and algorithm allow-list apply.
-Signatures are checked by PyJWT with an explicit algorithm list; the time claims are judged
-against the injected clock with the configured leeway.
+Each token is parsed once (:mod:`sts.jws`) and its signature checked by PyJWT's algorithm for
+the one ``alg`` the key allows; the time claims are judged against the injected clock with the
+configured leeway.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-import jwt
 from jwt import PyJWK
 from jwt.exceptions import InvalidTokenError, PyJWTError
-from jwt.types import Options
 
+from sts import jws
 from sts.chain import Actor, Chain, ChainError
 from sts.domain import MAX_LINEAGE, scope_set
 from sts.errors import InvalidRequest
@@ -27,19 +27,12 @@ from sts.jwks_fetch import JwksCache, JwksUnavailable
 from sts.rfc9068 import ACCESS_TOKEN_TYP
 
 if TYPE_CHECKING:
+    from sts.jws import ParsedJWS
     from sts.keys import KeyStore
     from sts.ports import Hop, IssuerConfig, Store
     from sts.settings import Settings
 
 _AT_JWT_TYPES = {ACCESS_TOKEN_TYP, "application/at+jwt"}
-_VERIFY: Options = {
-    "verify_signature": True,
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_aud": False,
-    "verify_iss": False,
-}
 
 
 @dataclass(frozen=True)
@@ -102,11 +95,11 @@ class TokenValidator:
         if len(token) > self.settings.max_token_bytes:
             raise InvalidRequest(f"{role} token too large", "Parameter too large.")
         try:
-            # One parse for both: the header names the key, the payload the issuer.
-            parsed = jwt.decode_complete(token, options={"verify_signature": False})
+            # Parsed once: the header names the key, the payload the issuer.
+            parsed = jws.parse(token)
         except InvalidTokenError:
             raise fail("not a JWT") from None
-        header, unverified = parsed["header"], parsed["payload"]
+        header, unverified = parsed.header, parsed.claims
         alg, kid, iss = header.get("alg"), header.get("kid"), unverified.get("iss")
         if not isinstance(alg, str) or alg.lower() == "none" or alg.startswith("HS"):
             raise fail(f"algorithm {str(alg)[:16]!r} not allowed")
@@ -115,7 +108,7 @@ class TokenValidator:
         if not _identifier(iss):
             raise fail("no valid iss")
         if iss == self.settings.issuer:
-            claims = self._verify_own(token, header, alg, kid, now, fail)
+            claims = self._verify_own(parsed, alg, kid, now, fail)
             config = None
         else:
             config = store.trusted_issuer(iss)
@@ -123,15 +116,15 @@ class TokenValidator:
                 raise fail("issuer not trusted")
             if config.status != "active":
                 raise fail("issuer revoked")
-            claims = self._verify_external(token, alg, kid, config, fail)
+            claims = self._verify_external(parsed, alg, kid, config, fail)
         self._check_times(claims, now, fail)
         return self._build(claims, iss, config, store, now, fail)
 
     # -- signatures ------------------------------------------------------------------------
     def _verify_own(
-        self, token: str, header: dict[str, Any], alg: str, kid: str | None, now: int, fail: Any
+        self, parsed: ParsedJWS, alg: str, kid: str | None, now: int, fail: Any
     ) -> dict[str, Any]:
-        if str(header.get("typ", "")).lower() not in _AT_JWT_TYPES:
+        if str(parsed.header.get("typ", "")).lower() not in _AT_JWT_TYPES:
             raise fail("typ is not at+jwt")
         key = self.keys.ring.verification_key(kid, now) if kid else None
         if key is None:
@@ -139,7 +132,7 @@ class TokenValidator:
         if alg != key.alg:
             raise fail("algorithm does not match the key")
         try:
-            return jwt.decode(token, key.public_key, algorithms=[key.alg], options=_VERIFY)
+            return parsed.verify(key.public_key, key.alg)
         except InvalidTokenError:
             raise fail("signature verification failed") from None
 
@@ -167,7 +160,7 @@ class TokenValidator:
         return key
 
     def _verify_external(
-        self, token: str, alg: str, kid: str | None, config: IssuerConfig, fail: Any
+        self, parsed: ParsedJWS, alg: str, kid: str | None, config: IssuerConfig, fail: Any
     ) -> dict[str, Any]:
         if alg not in config.algorithms:
             raise fail("algorithm not allowed for this issuer")
@@ -176,9 +169,7 @@ class TokenValidator:
             # The key as PyJWT uses it for ``alg`` only: a key whose type cannot do ``alg``
             # (an RS256 header naming an EC key) is a refusal, never an exception.
             verifier = _verification_key(json.dumps(key, sort_keys=True), alg)
-            claims: dict[str, Any] = jwt.decode(
-                token, verifier.key, algorithms=[alg], options=_VERIFY
-            )
+            claims = parsed.verify(verifier.key, alg)
         except (PyJWTError, TypeError, ValueError):
             raise fail("signature verification failed") from None
         if config.audiences:

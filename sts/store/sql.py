@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.pq import ExecStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy import JSON, and_, bindparam, case, delete, insert, literal, or_, select
@@ -234,6 +235,7 @@ class _Compiled:
 
 #: Compiled forms of the module's prebuilt statements (which live as long as the process).
 _COMPILED: dict[int, _Compiled] = {}
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 class SqlStore:
@@ -266,7 +268,9 @@ class SqlStore:
         if compiled.json:
             params = {k: Json(v) if k in compiled.json else v for k, v in params.items()}
         self._cursor.execute(compiled.sql, params, prepare=True)
-        return self._cursor.fetchall() if self._cursor.description else []
+        # The result's status, not ``description`` (which builds a column list per call).
+        result = self._cursor.pgresult
+        return self._cursor.fetchall() if result and result.status == TUPLES_OK else []
 
     def client(self, client_id: str, now: int) -> Client | None:
         rows = self._run(self._sql.client, {"client_id": client_id})
