@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from sts.admin_api import OPENAPI_PATH
+from sts.web.forms import FormEndpoints
 from tests.admin_api_helpers import Api, bootstrap, token_for
 from tests.conftest import ISSUER, Registered
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
@@ -83,7 +84,10 @@ def _served(app) -> set[tuple[str, str]]:
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         out |= {(path, m.lower()) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
-    return out
+    # The form-POST endpoints are answered in front of Flask's routing (sts.web.forms).
+    forms = app.wsgi_app
+    assert isinstance(forms, FormEndpoints)
+    return out | {(path, "post") for path in forms.endpoints}
 
 
 def test_openapi_document_when_compared_with_routes_then_each_operation_is_served(app, doc):
