@@ -112,6 +112,20 @@ class Store(Protocol):
     def client(self, client_id: str, now: int) -> Client | None:
         """The NHI with its credentials live at ``now``, or ``None``."""
 
+    def prefetch(
+        self,
+        *,
+        client_id: str | None,
+        issuer: str | None,
+        target: str | None,
+        rules: bool,
+        now: int,
+    ) -> None:
+        """Read ahead, in one round trip where the store can, what :meth:`client`,
+        :meth:`trusted_issuer`, :meth:`target_by_name` and (with ``rules``) :meth:`rules_for`
+        of that client and target are about to be asked, taking the same row locks. Purely an
+        optimisation: those methods answer the same with or without it."""
+
     def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
         """Count a failed authentication of a registered client in the current window."""
 

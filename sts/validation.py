@@ -86,8 +86,11 @@ class TokenValidator:
         self.keys = keys
         self.jwks_cache = jwks_cache
 
-    def validate(self, token: str, role: str, store: Store, now: int) -> ValidatedToken:
-        """``role`` is ``subject`` or ``actor``; it only names the token in errors."""
+    def validate(
+        self, token: str, role: str, store: Store, now: int, parsed: ParsedJWS | None = None
+    ) -> ValidatedToken:
+        """``role`` is ``subject`` or ``actor``; it only names the token in errors.
+        ``parsed`` is the same token already parsed (unverified) by the caller."""
 
         def fail(reason: str) -> InvalidRequest:
             return InvalidRequest(f"{role} token: {reason}", f"The {role} token is invalid.")
@@ -96,7 +99,7 @@ class TokenValidator:
             raise InvalidRequest(f"{role} token too large", "Parameter too large.")
         try:
             # Parsed once: the header names the key, the payload the issuer.
-            parsed = jws.parse(token)
+            parsed = parsed if parsed is not None and parsed.token == token else jws.parse(token)
         except InvalidTokenError:
             raise fail("not a JWT") from None
         header, unverified = parsed.header, parsed.claims

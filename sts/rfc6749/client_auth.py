@@ -47,6 +47,18 @@ def detect_auth_method(request: TokenRequest) -> str:
     return used[0]
 
 
+def secret_client_id(request: TokenRequest) -> str | None:
+    """The client_id a secret-authenticated request names (HTTP Basic, else the body), unchecked;
+    ``None`` when it names none (an assertion-authenticated or malformed request)."""
+    if request.headers.get("Authorization"):
+        try:
+            client_id, _ = extract_basic_authorization(request.headers)
+        except ValueError:
+            return None
+        return client_id or None
+    return request.param("client_id") if request.param("client_secret") else None
+
+
 def _check_secret(
     hasher: SecretHasher,
     request: TokenRequest,

@@ -13,6 +13,7 @@ from sts.logs import redact
 
 if TYPE_CHECKING:
     from sts.domain import Client
+    from sts.jws import ParsedJWS
     from sts.ports import Store
 
 #: RFC 8693 §2.1 allows these to repeat; every other parameter is single-valued (RFC 6749 §3.2).
@@ -135,6 +136,8 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         self.credential_id: str | None = None
         #: Facts gathered by the pipeline for the audit event of this request.
         self.audit: dict[str, Any] = AuditFacts()
+        #: Tokens of this request already parsed (unverified), so none is parsed twice.
+        self.parsed_tokens: dict[str, ParsedJWS] = {}
 
     @property
     def form(self) -> dict[str, str]:

@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jwt.exceptions import InvalidTokenError
+
+from sts import jws
 from sts.chain import Actor, Chain, ChainError
 from sts.domain import TOKEN_EXCHANGE, Client, Target, scope_str
 from sts.errors import InvalidRequest, InvalidTarget
 from sts.policy import Decision, Subject, decide
 from sts.ports import RuleView
+from sts.rfc6749.client_auth import secret_client_id
 from sts.rfc6749.grants import StsGrant, TokenResponse
 from sts.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.rfc9068 import AccessToken, new_jti
@@ -44,6 +48,7 @@ class TokenExchangeGrant(StsGrant):
     def validate_token_request(self) -> None:
         request, settings = self.request, self.server.settings
         params = parse_exchange_params(request, settings.max_token_bytes)
+        self.read_ahead(params)
         client = self.authenticate_token_endpoint_client()
         subject = self.validate_subject(params)
         self.bind_audience(subject, client, "subject")
@@ -57,11 +62,37 @@ class TokenExchangeGrant(StsGrant):
         )
 
     # -- steps -----------------------------------------------------------------------------
+    def read_ahead(self, params: ExchangeParams) -> None:
+        """Tell the store what the next steps will look up (the client, the subject token's
+        issuer, the one named audience and its rules), so it can fetch them in one round trip.
+        Nothing is decided here: every value is untrusted until its own step checks it, and a
+        value that cannot be read ahead is simply looked up by that step."""
+        request, issuer = self.request, self.server.settings.issuer
+        try:
+            parsed = request.parsed_tokens[params.subject_token] = jws.parse(params.subject_token)
+        except InvalidTokenError:
+            return  # refused by validate_subject, in its turn
+        iss = parsed.claims.get("iss")
+        external = isinstance(iss, str) and iss != issuer
+        single = len(params.audiences) == 1 and not params.resources and not params.actor_token
+        request.store.prefetch(
+            client_id=secret_client_id(request),
+            issuer=iss if external else None,
+            target=params.audiences[0] if single else None,
+            # Rules are locked after the lineage's root row, so only when there is none.
+            rules=external,
+            now=request.now,
+        )
+
     def validate_subject(self, params: ExchangeParams) -> ValidatedToken:
         """DESIGN §5.2."""
         request = self.request
         subject = self.server.validator.validate(
-            params.subject_token, "subject", request.store, request.now
+            params.subject_token,
+            "subject",
+            request.store,
+            request.now,
+            request.parsed_tokens.get(params.subject_token),
         )
         request.audit.update(
             subject=subject.sub,

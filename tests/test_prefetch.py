@@ -1,0 +1,89 @@
+"""Reading ahead (Store.prefetch) changes round trips, never answers.
+
+The exchange tells the store what it is about to look up; on PostgreSQL the store fetches it
+all in one statement. Every lookup must answer exactly as it does without the read-ahead, for
+present, absent and hostile values alike, and a write in between must not be answered from
+rows read before it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from sts.store import sql
+from sts.store.sql import SqlStore
+from tests.exchange_fixtures import exchange
+from tests.test_exchange_abuse import World, world  # noqa: F401 - the shared fixture
+
+NAMES = ["web", "agent", "nobody", "", "we\x00b"]
+ISSUERS = ["https://idp.example.test", "https://unknown.example.test", "idp\x00"]
+
+
+def lookups(store: SqlStore, client_id: str, issuer: str, target: str, now: int) -> Any:
+    client = store.client(client_id, now)
+    named = store.target_by_name(target)
+    rules = store.rules_for(client.id, named.id, now) if client and named else None
+    return client, store.trusted_issuer(issuer), named, rules
+
+
+def test_prefetch_when_read_ahead_then_every_lookup_answers_as_without(
+    world: World,  # noqa: F811
+) -> None:
+    now = world.clock.now()
+    with world.runtime.engine.begin() as conn:
+        for client_id, issuer, target, rules in itertools.product(
+            NAMES, ISSUERS, NAMES, [True, False]
+        ):
+            expected = lookups(SqlStore(conn), client_id, issuer, target, now)
+            ahead = SqlStore(conn)
+            ahead.prefetch(client_id=client_id, issuer=issuer, target=target, rules=rules, now=now)
+            case = (client_id, issuer, target, rules)
+            assert lookups(ahead, client_id, issuer, target, now) == expected, case
+
+
+def test_prefetch_when_a_write_follows_then_rows_are_read_again(world: World) -> None:  # noqa: F811
+    now = world.clock.now()
+    with world.runtime.engine.begin() as conn:
+        store = SqlStore(conn)
+        store.prefetch(client_id="web", issuer=None, target=None, rules=False, now=now)
+        client = store.client("web", now)
+        assert client is not None and client.failures == 0
+        store.record_auth_failure("web", now, 300)
+        again = store.client("web", now)
+        assert again is not None and again.failures == 1
+
+
+def test_exchange_when_subject_is_external_then_reads_take_one_statement_on_postgres(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-hop exchange: one read for client, issuer, target and rules, one write for
+    the lineage row with its audit event (SQLite, local, looks each up on its own)."""
+    person = world.person()
+    ran: list[str] = []
+    real = SqlStore._run
+
+    def counted(self: SqlStore, stmt: Any, params: dict[str, Any]) -> list[Any]:
+        ran.append(next(name for name, s in STATEMENTS.items() if s(self) is stmt))
+        return real(self, stmt, params)
+
+    monkeypatch.setattr(SqlStore, "_run", counted)
+    resp = exchange(world.client, world.nhis["web"], person, audience="agent")
+    assert resp.status_code == 200, resp.get_json()
+    if world.runtime.engine.dialect.name == "postgresql":
+        assert ran == ["prefetch", "insert"]
+    else:
+        assert ran == ["client", "issuer", "target", "rules"]
+
+
+STATEMENTS = {
+    "prefetch": lambda store: store._sql.prefetch,
+    "client": lambda store: store._sql.client,
+    "issuer": lambda store: store._sql.issuer,
+    "rules": lambda store: store._sql.rules,
+    "target": lambda store: sql._TARGET_BY_NAME,
+    "insert": lambda store: sql._INSERT_BOTH,
+}
