@@ -2,8 +2,8 @@
 
 The exchange tells the store what it is about to look up; on PostgreSQL the store fetches it
 all in one statement. Every lookup must answer exactly as it does without the read-ahead, for
-present, absent and hostile values alike, and a write in between must not be answered from
-rows read before it.
+present, absent and hostile values alike, and a write to a client's rows must not be answered
+from rows read before it.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import jwt
 import pytest
 
 from sts.store import sql
 from sts.store.sql import SqlStore
 from tests.exchange_fixtures import exchange
-from tests.test_exchange_abuse import World, world  # noqa: F401 - the shared fixture
+from tests.test_exchange_abuse import ORDERS, World, world  # noqa: F401 - the shared fixture
 
 NAMES = ["web", "agent", "nobody", "", "we\x00b"]
 ISSUERS = ["https://idp.example.test", "https://unknown.example.test", "idp\x00"]
@@ -44,6 +45,25 @@ def test_prefetch_when_read_ahead_then_every_lookup_answers_as_without(
             assert lookups(ahead, client_id, issuer, target, now) == expected, case
 
 
+def test_prefetch_when_lineages_read_ahead_then_each_answers_as_without(
+    world: World,  # noqa: F811
+) -> None:
+    agent = jwt.decode(world.agent_token(), options={"verify_signature": False})["jti"]
+    tool = jwt.decode(world.tool_token(), options={"verify_signature": False})["jti"]
+    own = jwt.decode(world.own("agent"), options={"verify_signature": False})["jti"]
+    now = world.clock.now()
+    with world.runtime.engine.begin() as conn:
+        for jtis in [(tool, own), (agent,), (tool, agent), ("unknown", tool), ("ti\x00d",)]:
+            expected = [SqlStore(conn).lineage(jti, now) for jti in jtis]
+            ahead = SqlStore(conn)
+            ahead.prefetch(
+                client_id="agent", issuer=None, target="tool", rules=True, now=now, lineage=jtis
+            )
+            assert [ahead.lineage(jti, now) for jti in jtis] == expected, jtis
+            assert ahead.client("agent", now) == SqlStore(conn).client("agent", now)
+        assert len(SqlStore(conn).lineage(tool, now)) == 2  # both hops, to the root
+
+
 def test_prefetch_when_a_write_follows_then_rows_are_read_again(world: World) -> None:  # noqa: F811
     now = world.clock.now()
     with world.runtime.engine.begin() as conn:
@@ -63,6 +83,31 @@ def test_exchange_when_subject_is_external_then_reads_take_one_statement_on_post
     """The one-hop exchange: one read for client, issuer, target and rules, one write for
     the lineage row with its audit event (SQLite, local, looks each up on its own)."""
     person = world.person()
+    ran = count_statements(monkeypatch)
+    resp = exchange(world.client, world.nhis["web"], person, audience="agent")
+    assert resp.status_code == 200, resp.get_json()
+    if world.runtime.engine.dialect.name == "postgresql":
+        assert ran == ["prefetch", "insert"]
+    else:
+        assert ran == ["client", "issuer", "target", "rules"]
+
+
+def test_exchange_when_subject_is_ours_then_lineage_is_one_lock_and_one_walk_on_postgres(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A later hop: the client and target read ahead, then the root lock and the walk, then
+    the rules (locked after the root, as a revocation takes them)."""
+    agent_token = world.agent_token()
+    ran = count_statements(monkeypatch)
+    world.hop("agent", agent_token, audience="tool", scope=ORDERS)
+    if world.runtime.engine.dialect.name == "postgresql":
+        assert ran == ["prefetch", "lock_roots", "lineages", "rules", "insert"]
+    else:
+        assert ran == ["client", "lineage", "target", "rules"]
+
+
+def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ran: list[str] = []
     real = SqlStore._run
 
@@ -71,12 +116,7 @@ def test_exchange_when_subject_is_external_then_reads_take_one_statement_on_post
         return real(self, stmt, params)
 
     monkeypatch.setattr(SqlStore, "_run", counted)
-    resp = exchange(world.client, world.nhis["web"], person, audience="agent")
-    assert resp.status_code == 200, resp.get_json()
-    if world.runtime.engine.dialect.name == "postgresql":
-        assert ran == ["prefetch", "insert"]
-    else:
-        assert ran == ["client", "issuer", "target", "rules"]
+    return ran
 
 
 STATEMENTS = {
@@ -86,4 +126,8 @@ STATEMENTS = {
     "rules": lambda store: store._sql.rules,
     "target": lambda store: sql._TARGET_BY_NAME,
     "insert": lambda store: sql._INSERT_BOTH,
+    "lock_roots": lambda store: sql._LOCK_ROOTS,
+    "lineages": lambda store: sql._LINEAGES,
+    "lineage": lambda store: sql._LINEAGE,
+    "lock_root": lambda store: store._sql.lock_txn_root,
 }

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from jwt.exceptions import InvalidTokenError
 
+from sts import jws
 from sts.errors import InvalidClient, InvalidRequest
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 
 QueryClient = Callable[[str], "Client | None"]
 CLIENT_ASSERTION_PARAMS = ("client_assertion", "client_assertion_type")
+#: An assertion longer than any token we accept is refused by its own step; not read ahead.
+MAX_CLAIMED_ASSERTION = 16384
 
 
 def detect_auth_method(request: TokenRequest) -> str:
@@ -47,16 +51,25 @@ def detect_auth_method(request: TokenRequest) -> str:
     return used[0]
 
 
-def secret_client_id(request: TokenRequest) -> str | None:
-    """The client_id a secret-authenticated request names (HTTP Basic, else the body), unchecked;
-    ``None`` when it names none (an assertion-authenticated or malformed request)."""
+def claimed_client_id(request: TokenRequest) -> str | None:
+    """The client_id the request claims, unchecked: HTTP Basic, a body ``client_id`` with a
+    secret, or the ``sub`` of a client assertion (RFC 7523 §3); ``None`` if it names none."""
     if request.headers.get("Authorization"):
         try:
             client_id, _ = extract_basic_authorization(request.headers)
         except ValueError:
             return None
         return client_id or None
-    return request.param("client_id") if request.param("client_secret") else None
+    if request.param("client_secret"):
+        return request.param("client_id")
+    assertion = request.param("client_assertion")
+    if not assertion or len(assertion) > MAX_CLAIMED_ASSERTION:
+        return None
+    try:
+        sub = jws.parse(assertion).claims.get("sub")
+    except InvalidTokenError:
+        return None
+    return sub if isinstance(sub, str) else None
 
 
 def _check_secret(

@@ -19,7 +19,7 @@ from sts.domain import TOKEN_EXCHANGE, Client, Target, scope_str
 from sts.errors import InvalidRequest, InvalidTarget
 from sts.policy import Decision, Subject, decide
 from sts.ports import RuleView
-from sts.rfc6749.client_auth import secret_client_id
+from sts.rfc6749.client_auth import claimed_client_id
 from sts.rfc6749.grants import StsGrant, TokenResponse
 from sts.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.rfc9068 import AccessToken, new_jti
@@ -64,24 +64,32 @@ class TokenExchangeGrant(StsGrant):
     # -- steps -----------------------------------------------------------------------------
     def read_ahead(self, params: ExchangeParams) -> None:
         """Tell the store what the next steps will look up (the client, the subject token's
-        issuer, the one named audience and its rules), so it can fetch them in one round trip.
-        Nothing is decided here: every value is untrusted until its own step checks it, and a
-        value that cannot be read ahead is simply looked up by that step."""
-        request, issuer = self.request, self.server.settings.issuer
-        try:
-            parsed = request.parsed_tokens[params.subject_token] = jws.parse(params.subject_token)
-        except InvalidTokenError:
-            return  # refused by validate_subject, in its turn
-        iss = parsed.claims.get("iss")
-        external = isinstance(iss, str) and iss != issuer
-        single = len(params.audiences) == 1 and not params.resources and not params.actor_token
+        issuer or lineage, an actor token's lineage, the one named audience and its rules),
+        so it can fetch them in fewer round trips. Nothing is decided here: every value is
+        untrusted until its own step checks it, and what cannot be read ahead is simply
+        looked up by that step."""
+        request, ours = self.request, self.server.settings.issuer
+        issuer, lineage = None, []
+        for token in (params.subject_token, params.actor_token):
+            if token is None:
+                continue
+            try:
+                parsed = request.parsed_tokens[token] = jws.parse(token)
+            except InvalidTokenError:
+                return  # refused by its own step, in its turn
+            iss, jti = parsed.claims.get("iss"), parsed.claims.get("jti")
+            if iss == ours and isinstance(jti, str):
+                lineage.append(jti)
+            elif isinstance(iss, str) and token is params.subject_token:
+                issuer = iss
+        single = len(params.audiences) == 1 and not params.resources
         request.store.prefetch(
-            client_id=secret_client_id(request),
-            issuer=iss if external else None,
+            client_id=claimed_client_id(request),
+            issuer=issuer,
             target=params.audiences[0] if single else None,
-            # Rules are locked after the lineage's root row, so only when there is none.
-            rules=external,
+            rules=True,
             now=request.now,
+            lineage=tuple(lineage),
         )
 
     def validate_subject(self, params: ExchangeParams) -> ValidatedToken:
@@ -122,7 +130,11 @@ class TokenExchangeGrant(StsGrant):
         actor, actor_exp = Actor(client.sub), None
         if params.actor_token is not None:
             token = self.server.validator.validate(
-                params.actor_token, "actor", request.store, request.now
+                params.actor_token,
+                "actor",
+                request.store,
+                request.now,
+                request.parsed_tokens.get(params.actor_token),
             )
             if token.sub != client.sub:
                 raise InvalidRequest(

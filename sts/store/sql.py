@@ -43,15 +43,22 @@ from sts.store.models import (
 _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 
 
-def _lineage_walk() -> Any:
+def _lineage_walk(seed: Any) -> Any:
+    """Each token matching ``seed`` and its ancestors, nearest first, with ``start`` naming
+    the token whose lineage a row belongs to."""
     walk = (
-        select(IssuedToken.jti, IssuedToken.parent_jti, literal(0).label("n"))
-        .where(IssuedToken.jti == bindparam("jti"))
+        select(
+            IssuedToken.jti,
+            IssuedToken.parent_jti,
+            literal(0).label("n"),
+            IssuedToken.jti.label("start"),
+        )
+        .where(seed)
         .cte("walk", recursive=True)
     )
     parent = aliased(IssuedToken)
     walk = walk.union_all(
-        select(parent.jti, parent.parent_jti, (walk.c.n + 1).label("n"))
+        select(parent.jti, parent.parent_jti, (walk.c.n + 1).label("n"), walk.c.start)
         .join(walk, parent.jti == walk.c.parent_jti)
         .where(walk.c.n < MAX_LINEAGE)
     )
@@ -61,11 +68,12 @@ def _lineage_walk() -> Any:
             Nhi.status.label("actor_status"),
             DelegationRule.status.label("rule_status"),
             DelegationRule.expires_at.label("rule_expires_at"),
+            walk.c.start,
         )
         .join(walk, walk.c.jti == IssuedToken.jti)
         .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
         .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
-        .order_by(walk.c.n)
+        .order_by(walk.c.start, walk.c.n)
     )
 
 
@@ -195,7 +203,17 @@ def _prefetch(client: Any, issuer: Any, shared: Any) -> Any:
 
 
 _BY_DIALECT = {name: _statements(name) for name in ("postgresql", "sqlite")}
-_LINEAGE = _lineage_walk()
+_LINEAGE = _lineage_walk(IssuedToken.jti == bindparam("jti"))
+#: PostgreSQL: several lineages at once, and the root rows of their transactions locked in
+#: key order (the order a revocation takes them in), in one statement.
+_ANY_JTI = IssuedToken.jti == func.any(bindparam("jtis"))
+_LINEAGES = _lineage_walk(_ANY_JTI)
+_LOCK_ROOTS = (
+    select(IssuedToken.jti)
+    .where(IssuedToken.jti.in_(select(IssuedToken.txn).where(_ANY_JTI)))
+    .order_by(IssuedToken.jti)
+    .with_for_update(read=True)
+)
 _TARGET_BY_NAME = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))
 _TARGET_BY_SUB = select(*_TARGET_COLUMNS).where(Nhi.sub == bindparam("sub"))
 _TARGET_BY_RESOURCE = (
@@ -310,9 +328,10 @@ class SqlStore:
         ahead = self._ahead.get(key)
         return ahead if ahead is not None else self._run(stmt, params)
 
-    def _write(self, stmt: Any, params: dict[str, Any]) -> list[Any]:
-        self._ahead.clear()  # rows read ahead may no longer be what the database holds
-        return self._run(stmt, params)
+    def _write_client(self, stmt: Any, params: dict[str, Any]) -> None:
+        """A write to what :meth:`client` reads: its rows read ahead are stale."""
+        self._ahead = {k: v for k, v in self._ahead.items() if k[0] != "client"}
+        self._run(stmt, params)
 
     def prefetch(
         self,
@@ -322,9 +341,26 @@ class SqlStore:
         target: str | None,
         rules: bool,
         now: int,
+        lineage: tuple[str, ...] = (),
     ) -> None:
-        if self._sql.prefetch is None or not (client_id or issuer or target):
+        if self._sql.prefetch is None:
             return
+        if lineage:
+            # The transaction roots are locked before any issuer or rule (see lineage()).
+            issuer, rules = None, False
+        if client_id or issuer or target:
+            self._prefetch(client_id, issuer, target, rules, now)
+        if lineage and not any("\x00" in jti for jti in lineage):
+            self._run(_LOCK_ROOTS, {"jtis": list(lineage)})
+            walked: dict[str, list[Any]] = {jti: [] for jti in lineage}
+            for row in self._run(_LINEAGES, {"jtis": list(lineage)}):
+                walked[row.start].append(row)
+            for jti, rows in walked.items():
+                self._ahead[("lineage", jti)] = rows
+
+    def _prefetch(
+        self, client_id: str | None, issuer: str | None, target: str | None, rules: bool, now: int
+    ) -> None:
         params = {
             "client_id": client_id,
             "issuer": issuer,
@@ -378,17 +414,17 @@ class SqlStore:
     def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
         """Count a failed authentication of a registered client (unknown ids are not stored:
         they cannot be broken into, and storing them would let anyone fill the table)."""
-        self._write(
+        self._write_client(
             self._sql.auth_failure,
             {"client_id": client_id, "now": now, "window_start_limit": now - window},
         )
 
     def clear_auth_failures(self, client_id: str) -> None:
-        self._write(_CLEAR_FAILURES, {"client_id": client_id})
+        self._write_client(_CLEAR_FAILURES, {"client_id": client_id})
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at, "now": now}
-        return bool(self._write(self._sql.remember_assertion, values))
+        return bool(self._run(self._sql.remember_assertion, values))
 
     def target_by_name(self, name: str) -> Target | None:
         rows = self._lookup(("target", name), _TARGET_BY_NAME, {"name": name})
@@ -436,7 +472,7 @@ class SqlStore:
             return
         params = {"t_" + k: v for k, v in self._token_values(record).items()}
         params.update({"a_" + k: v for k, v in self._audit_values(event).items()})
-        self._write(_INSERT_BOTH, params)
+        self._run(_INSERT_BOTH, params)
 
     def trusted_issuer(self, issuer: str) -> IssuerConfig | None:
         rows = self._lookup(("issuer", issuer), self._sql.issuer, {"issuer": issuer})
@@ -455,10 +491,13 @@ class SqlStore:
 
     def lineage(self, jti: str, now: int) -> list[Hop]:
         """A recursive walk up ``parent_jti`` joined with actor and rule state, after locking
-        the transaction's root row."""
-        if self._sql.lock_txn_root is not None:
-            self._run(self._sql.lock_txn_root, {"jti": jti})
-        rows = self._run(_LINEAGE, {"jti": jti})
+        the transaction's root row (a fresh statement, so it sees any revocation that held
+        that lock)."""
+        rows = self._ahead.get(("lineage", jti))
+        if rows is None:
+            if self._sql.lock_txn_root is not None:
+                self._run(self._sql.lock_txn_root, {"jti": jti})
+            rows = self._run(_LINEAGE, {"jti": jti})
         return [
             Hop(
                 jti=r.jti,

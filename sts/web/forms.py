@@ -60,16 +60,19 @@ def read_form(environ: dict[str, Any], max_bytes: int) -> list[tuple[str, str]]:
             "token request body is not form-encoded",
             "The body must be application/x-www-form-urlencoded.",
         )
-    too_large = errors.InvalidRequest("request body too large", "Request too large.")
+
+    def too_large() -> errors.StsError:
+        return errors.InvalidRequest("request body too large", "Request too large.")
+
     try:
         # A body without Content-Length (chunked) is capped one byte above the limit, so an
         # oversized one is seen as such instead of cut at the limit.
         stream = get_input_stream(environ, max_content_length=max_bytes + 1)
         body = stream.read(max_bytes + 1)
     except RequestEntityTooLarge:
-        raise too_large from None
+        raise too_large() from None
     if len(body) > max_bytes:
-        raise too_large
+        raise too_large()
     try:
         return parse_qsl(
             body.decode("utf-8"),
