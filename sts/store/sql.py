@@ -45,34 +45,30 @@ _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 
 def _lineage_walk(seed: Any) -> Any:
     """Each token matching ``seed`` and its ancestors, nearest first, with ``start`` naming
-    the token whose lineage a row belongs to."""
+    the token whose lineage a row belongs to. The walk carries the whole rows, so every
+    step is a primary-key lookup whatever the planner believes of the table's size (a join
+    back to the table became a full scan while its statistics still described it empty)."""
+    tokens = IssuedToken.__table__
     walk = (
-        select(
-            IssuedToken.jti,
-            IssuedToken.parent_jti,
-            literal(0).label("n"),
-            IssuedToken.jti.label("start"),
-        )
+        select(*tokens.c, literal(0).label("n"), tokens.c.jti.label("start"))
         .where(seed)
         .cte("walk", recursive=True)
     )
-    parent = aliased(IssuedToken)
+    parent = tokens.alias("parent")
     walk = walk.union_all(
-        select(parent.jti, parent.parent_jti, (walk.c.n + 1).label("n"), walk.c.start)
-        .join(walk, parent.jti == walk.c.parent_jti)
+        select(*parent.c, (walk.c.n + 1).label("n"), walk.c.start)
+        .join(walk, parent.c.jti == walk.c.parent_jti)
         .where(walk.c.n < MAX_LINEAGE)
     )
     return (
         select(
-            IssuedToken,
+            walk,
             Nhi.status.label("actor_status"),
             DelegationRule.status.label("rule_status"),
             DelegationRule.expires_at.label("rule_expires_at"),
-            walk.c.start,
         )
-        .join(walk, walk.c.jti == IssuedToken.jti)
-        .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
-        .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
+        .outerjoin(Nhi, Nhi.id == walk.c.actor_id)
+        .outerjoin(DelegationRule, DelegationRule.id == walk.c.rule_id)
         .order_by(walk.c.start, walk.c.n)
     )
 
@@ -210,7 +206,10 @@ _ANY_JTI = IssuedToken.jti == func.any(bindparam("jtis"))
 _LINEAGES = _lineage_walk(_ANY_JTI)
 _LOCK_ROOTS = (
     select(IssuedToken.jti)
-    .where(IssuedToken.jti.in_(select(IssuedToken.txn).where(_ANY_JTI)))
+    .where(
+        IssuedToken.jti
+        == func.any(func.array(select(IssuedToken.txn).where(_ANY_JTI).scalar_subquery()))
+    )
     .order_by(IssuedToken.jti)
     .with_for_update(read=True)
 )
