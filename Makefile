@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck clean demo bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(STAMP)
 # revocation (its own temporary STS and services; cleans up after itself).
 demo: $(STAMP)
 	$(BIN)/sts demo
+
+# The benchmark against PostgreSQL with wrk (see README, Performance); options in BENCH_ARGS,
+# e.g. make bench BENCH_ARGS=--scale
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sts tests migrations bench

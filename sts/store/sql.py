@@ -2,7 +2,9 @@
 
 Every statement the token endpoint runs is built once, at import, with bound parameters, so a
 request pays for execution only (building a SQLAlchemy statement costs more than running it).
-Each read the pipeline makes is one round trip.
+On PostgreSQL an exchange reads ahead (:meth:`SqlStore.prefetch`): its client, issuer, target
+and rules in one statement, or its tokens' root locks and lineages in one statement each; any
+other read is one round trip of its own.
 
 Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI, the
 transaction's root token, the issuer, the rules), held until the request commits, so a
@@ -41,6 +43,7 @@ from sts.store.models import (
 )
 
 _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
+_TARGET_BY_NAME = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))
 
 
 def _lineage_walk(seed: Any) -> Any:
@@ -188,12 +191,11 @@ def _prefetch(client: Any, issuer: Any, shared: Any) -> Any:
     def nhi_id(param: str) -> Any:
         return select(Nhi.id).where(Nhi.client_id == bindparam(param)).scalar_subquery()
 
-    target = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))
     rules = shared(_rules(nhi_id("rules_actor"), nhi_id("rules_target")), DelegationRule)
     return select(
         rows(client, "c").label("client"),
         rows(issuer, "i").label("issuer"),
-        rows(target, "t").label("target"),
+        rows(_TARGET_BY_NAME, "t").label("target"),
         rows(rules, "r").label("rules"),
     )
 
@@ -213,7 +215,6 @@ _LOCK_ROOTS = (
     .order_by(IssuedToken.jti)
     .with_for_update(read=True)
 )
-_TARGET_BY_NAME = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))
 _TARGET_BY_SUB = select(*_TARGET_COLUMNS).where(Nhi.sub == bindparam("sub"))
 _TARGET_BY_RESOURCE = (
     select(*_TARGET_COLUMNS)
