@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 QueryClient = Callable[[str], "Client | None"]
 CLIENT_ASSERTION_PARAMS = ("client_assertion", "client_assertion_type")
-#: An assertion longer than any token we accept is refused by its own step; not read ahead.
-MAX_CLAIMED_ASSERTION = 16384
 
 
 def detect_auth_method(request: TokenRequest) -> str:
@@ -51,9 +49,10 @@ def detect_auth_method(request: TokenRequest) -> str:
     return used[0]
 
 
-def claimed_client_id(request: TokenRequest) -> str | None:
+def claimed_client_id(request: TokenRequest, max_assertion_bytes: int) -> str | None:
     """The client_id the request claims, unchecked: HTTP Basic, a body ``client_id`` with a
-    secret, or the ``sub`` of a client assertion (RFC 7523 §3); ``None`` if it names none."""
+    secret, or the ``sub`` of a client assertion (RFC 7523 §3); ``None`` if it names none. An
+    assertion over the size limit is not even parsed (its own step refuses it)."""
     if request.headers.get("Authorization"):
         try:
             client_id, _ = extract_basic_authorization(request.headers)
@@ -63,7 +62,7 @@ def claimed_client_id(request: TokenRequest) -> str | None:
     if request.param("client_secret"):
         return request.param("client_id")
     assertion = request.param("client_assertion")
-    if not assertion or len(assertion) > MAX_CLAIMED_ASSERTION:
+    if not assertion or len(assertion) > max_assertion_bytes:
         return None
     try:
         sub = jws.parse(assertion).claims.get("sub")

@@ -68,7 +68,7 @@ class TokenExchangeGrant(StsGrant):
         so it can fetch them in fewer round trips. Nothing is decided here: every value is
         untrusted until its own step checks it, and what cannot be read ahead is simply
         looked up by that step."""
-        request, ours = self.request, self.server.settings.issuer
+        request, settings = self.request, self.server.settings
         issuer, lineage = None, []
         for token in (params.subject_token, params.actor_token):
             if token is None:
@@ -78,13 +78,13 @@ class TokenExchangeGrant(StsGrant):
             except InvalidTokenError:
                 return  # refused by its own step, in its turn
             iss, jti = parsed.claims.get("iss"), parsed.claims.get("jti")
-            if iss == ours and isinstance(jti, str):
+            if iss == settings.issuer and isinstance(jti, str):
                 lineage.append(jti)
             elif isinstance(iss, str) and token is params.subject_token:
                 issuer = iss
         single = len(params.audiences) == 1 and not params.resources
         request.store.prefetch(
-            client_id=claimed_client_id(request),
+            client_id=claimed_client_id(request, settings.max_token_bytes),
             issuer=issuer,
             target=params.audiences[0] if single else None,
             rules=True,

@@ -103,7 +103,7 @@ def readyz() -> Response:
 
 
 def _handle_exception(exc: Exception) -> Response:
-    if isinstance(exc, HTTPException) and not isinstance(exc, errors.StsError):
+    if isinstance(exc, HTTPException):
         code = exc.code or 500
         name = "not_found" if code == 404 else "invalid_request"
         return _json({"error": name, "error_description": exc.name}, code)
