@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from sts import registry
@@ -44,6 +45,8 @@ def assert_no_cache(resp: Any) -> None:
     assert resp.headers["Cache-Control"] == "no-store"
     assert resp.headers["Pragma"] == "no-cache"
     assert resp.headers["Content-Type"] == "application/json"
+    names = [name.lower() for name, _ in resp.headers]
+    assert len(names) == len(set(names)), f"a header sent twice: {resp.headers}"
 
 
 def assert_error(resp: Any, status: int, body: dict[str, str]) -> None:
@@ -124,6 +127,21 @@ def test_token_endpoint_when_no_content_type_then_invalid_request(client, make_n
             "error_description": "The body must be application/x-www-form-urlencoded.",
         },
     )
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
+def test_form_endpoints_when_answering_then_each_header_once(client, make_nhi, path):
+    web = make_nhi("web")
+    issued = post(client, CC, basic("web", web.secret))
+    assert issued.status_code == 200, issued.json
+    assert_no_cache(issued)
+    refused = client.get(path)
+    assert refused.status_code == 400, refused.json
+    assert_no_cache(refused)
+    form = CC if path == "/token" else {"token": "x"}
+    unauthenticated = client.post(path, data=form, content_type=FORM)
+    assert unauthenticated.status_code == 401, unauthenticated.json
+    assert_no_cache(unauthenticated)
 
 
 def test_token_endpoint_when_form_content_type_has_charset_then_token_issued(client, make_nhi):

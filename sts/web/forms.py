@@ -38,6 +38,7 @@ MAX_FORM_FIELDS = 64
 FORM = "application/x-www-form-urlencoded"
 #: Methods refused with 400 ``invalid_request``; any other is not allowed here at all (405).
 KNOWN_METHODS = frozenset({"POST", "GET", "PUT", "DELETE", "PATCH"})
+_OWN_HEADERS = frozenset({"content-type", "content-length", "x-request-id"})
 
 Response = tuple[int, dict[str, Any], list[tuple[str, str]]]
 Handler = Callable[[TokenRequest], Response]
@@ -173,7 +174,8 @@ class FormEndpoints:
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(payload))),
-                *headers,
+                # An OAuth error names its Content-Type too: each header is sent once.
+                *((k, v) for k, v in headers if k.lower() not in _OWN_HEADERS),
                 ("X-Request-Id", rid),
                 ("X-Content-Type-Options", "nosniff"),
             ],
