@@ -120,13 +120,16 @@ class Store(Protocol):
         target: str | None,
         rules: bool,
         now: int,
-        lineage: tuple[str, ...] = (),
     ) -> None:
-        """Read ahead, in as few round trips as the store can, what :meth:`client`,
-        :meth:`trusted_issuer`, :meth:`target_by_name`, :meth:`rules_for` of that client and
-        target (with ``rules``) and :meth:`lineage` of those jtis are about to be asked,
-        taking the same row locks in the same order. Purely an optimisation: those methods
-        answer the same with or without it."""
+        """Read ahead, in one round trip where the store can, what :meth:`client`,
+        :meth:`trusted_issuer`, :meth:`target_by_name` and (with ``rules``) :meth:`rules_for`
+        of that client and target are about to be asked, taking the same row locks in the
+        same order. Purely an optimisation: those methods answer the same without it."""
+
+    def prefetch_lineage(self, jtis: tuple[str, ...]) -> None:
+        """Read ahead what :meth:`lineage` of each of these tokens is about to be asked: their
+        transaction roots locked in key order, then all the walks, in as few round trips as
+        the store can. The caller takes care that no issuer or rule lock precedes it."""
 
     def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
         """Count a failed authentication of a registered client in the current window."""

@@ -16,6 +16,7 @@ import pytest
 
 from sts.store import sql
 from sts.store.sql import SqlStore
+from tests.conftest import Registered
 from tests.exchange_fixtures import exchange
 from tests.test_exchange_abuse import ORDERS, World, world  # noqa: F401 - the shared fixture
 
@@ -56,9 +57,8 @@ def test_prefetch_when_lineages_read_ahead_then_each_answers_as_without(
         for jtis in [(tool, own), (agent,), (tool, agent), ("unknown", tool), ("ti\x00d",)]:
             expected = [SqlStore(conn).lineage(jti, now) for jti in jtis]
             ahead = SqlStore(conn)
-            ahead.prefetch(
-                client_id="agent", issuer=None, target="tool", rules=True, now=now, lineage=jtis
-            )
+            ahead.prefetch(client_id="agent", issuer=None, target="tool", rules=False, now=now)
+            ahead.prefetch_lineage(jtis)
             assert [ahead.lineage(jti, now) for jti in jtis] == expected, jtis
             assert ahead.client("agent", now) == SqlStore(conn).client("agent", now)
         assert len(SqlStore(conn).lineage(tool, now)) == 2  # both hops, to the root
@@ -107,12 +107,26 @@ def test_exchange_when_subject_is_ours_then_lineage_is_one_lock_and_one_walk_on_
         assert ran == ["client", "lineage", "target", "rules"]
 
 
+def test_exchange_when_client_fails_authentication_then_no_root_is_locked(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lineages are read ahead (their roots locked) only for an authenticated client: a
+    stranger holding a real token cannot make a revocation wait on its transaction."""
+    agent_token = world.agent_token()
+    ran = count_statements(monkeypatch)
+    stranger = Registered("agent", "sts_" + "x" * 43, "agent")
+    resp = exchange(world.client, stranger, agent_token, audience="tool", scope=ORDERS)
+    assert resp.status_code == 401, resp.get_json()
+    assert "lock_roots" not in ran and "lineages" not in ran and "lock_root" not in ran, ran
+
+
 def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ran: list[str] = []
     real = SqlStore._run
 
     def counted(self: SqlStore, stmt: Any, params: dict[str, Any]) -> list[Any]:
-        ran.append(next(name for name, s in STATEMENTS.items() if s(self) is stmt))
+        ran.append(next((name for name, s in STATEMENTS.items() if s(self) is stmt), "other"))
         return real(self, stmt, params)
 
     monkeypatch.setattr(SqlStore, "_run", counted)

@@ -48,8 +48,10 @@ class TokenExchangeGrant(StsGrant):
     def validate_token_request(self) -> None:
         request, settings = self.request, self.server.settings
         params = parse_exchange_params(request, settings.max_token_bytes)
-        self.read_ahead(params)
+        lineage = self.read_ahead(params)
         client = self.authenticate_token_endpoint_client()
+        # Our own tokens' roots are locked only for an authenticated client.
+        request.store.prefetch_lineage(lineage)
         subject = self.validate_subject(params)
         self.bind_audience(subject, client, "subject")
         actor, actor_exp = self.resolve_actor(params, client, subject)
@@ -62,12 +64,12 @@ class TokenExchangeGrant(StsGrant):
         )
 
     # -- steps -----------------------------------------------------------------------------
-    def read_ahead(self, params: ExchangeParams) -> None:
+    def read_ahead(self, params: ExchangeParams) -> tuple[str, ...]:
         """Tell the store what the next steps will look up (the client, the subject token's
-        issuer or lineage, an actor token's lineage, the one named audience and its rules),
-        so it can fetch them in fewer round trips. Nothing is decided here: every value is
-        untrusted until its own step checks it, and what cannot be read ahead is simply
-        looked up by that step."""
+        issuer, the one named audience and its rules), so it can fetch them in one round trip,
+        and name our own tokens whose lineages will be walked (read ahead once the client is
+        authenticated). Nothing is decided here: every value is untrusted until its own step
+        checks it, and what cannot be read ahead is simply looked up by that step."""
         request, settings = self.request, self.server.settings
         issuer, lineage = None, []
         for token in (params.subject_token, params.actor_token):
@@ -76,21 +78,23 @@ class TokenExchangeGrant(StsGrant):
             try:
                 parsed = request.parsed_tokens[token] = jws.parse(token)
             except InvalidTokenError:
-                return  # refused by its own step, in its turn
+                return ()  # refused by its own step, in its turn
             iss, jti = parsed.claims.get("iss"), parsed.claims.get("jti")
             if iss == settings.issuer and isinstance(jti, str):
                 lineage.append(jti)
             elif isinstance(iss, str) and token is params.subject_token:
                 issuer = iss
         single = len(params.audiences) == 1 and not params.resources
+        # The transaction roots are locked before any issuer or rule, as a revocation takes
+        # them: with a lineage to walk, those are left to their own steps.
         request.store.prefetch(
             client_id=claimed_client_id(request, settings.max_token_bytes),
-            issuer=issuer,
+            issuer=None if lineage else issuer,
             target=params.audiences[0] if single else None,
-            rules=True,
+            rules=not lineage,
             now=request.now,
-            lineage=tuple(lineage),
         )
+        return tuple(lineage)
 
     def validate_subject(self, params: ExchangeParams) -> ValidatedToken:
         """DESIGN §5.2."""

@@ -341,26 +341,9 @@ class SqlStore:
         target: str | None,
         rules: bool,
         now: int,
-        lineage: tuple[str, ...] = (),
     ) -> None:
-        if self._sql.prefetch is None:
+        if self._sql.prefetch is None or not (client_id or issuer or target):
             return
-        if lineage:
-            # The transaction roots are locked before any issuer or rule (see lineage()).
-            issuer, rules = None, False
-        if client_id or issuer or target:
-            self._prefetch(client_id, issuer, target, rules, now)
-        if lineage and not any("\x00" in jti for jti in lineage):
-            self._run(_LOCK_ROOTS, {"jtis": list(lineage)})
-            walked: dict[str, list[Any]] = {jti: [] for jti in lineage}
-            for row in self._run(_LINEAGES, {"jtis": list(lineage)}):
-                walked[row.start].append(row)
-            for jti, rows in walked.items():
-                self._ahead[("lineage", jti)] = rows
-
-    def _prefetch(
-        self, client_id: str | None, issuer: str | None, target: str | None, rules: bool, now: int
-    ) -> None:
         params = {
             "client_id": client_id,
             "issuer": issuer,
@@ -386,6 +369,16 @@ class SqlStore:
             self._ahead[("target", target)] = targets
             if rules and clients and targets:
                 self._ahead[("rules", clients[0].id, targets[0].id)] = objects(row.rules)
+
+    def prefetch_lineage(self, jtis: tuple[str, ...]) -> None:
+        if self._sql.prefetch is None or not jtis or any("\x00" in jti for jti in jtis):
+            return
+        self._run(_LOCK_ROOTS, {"jtis": list(jtis)})
+        walked: dict[str, list[Any]] = {jti: [] for jti in jtis}
+        for row in self._run(_LINEAGES, {"jtis": list(jtis)}):
+            walked[row.start].append(row)
+        for jti, rows in walked.items():
+            self._ahead[("lineage", jti)] = rows
 
     def client(self, client_id: str, now: int) -> Client | None:
         rows = self._lookup(("client", client_id), self._sql.client, {"client_id": client_id})
