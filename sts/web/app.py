@@ -49,7 +49,7 @@ def _error(err: errors.StsError) -> Response:
 def revocation_feed() -> Response:
     rt = runtime()
 
-    def handler(oauth_request: TokenRequest) -> tuple[int, dict[str, Any], list[Any]]:
+    def handler(oauth_request: TokenRequest) -> rfc7662.Response:
         try:
             feed.authenticate_poller(rt.server, oauth_request)
         except errors.StsError as err:

@@ -25,6 +25,7 @@ from werkzeug.wsgi import get_input_stream
 from sts import errors
 from sts.rfc6749 import TokenRequest
 from sts.rfc6749.request import check_parameter_lengths
+from sts.rfc7662 import Response
 from sts.store.db import is_unavailable
 from sts.store.sql import SqlStore
 
@@ -40,7 +41,6 @@ FORM = "application/x-www-form-urlencoded"
 KNOWN_METHODS = frozenset({"POST", "GET", "PUT", "DELETE", "PATCH"})
 _OWN_HEADERS = frozenset({"content-type", "content-length", "x-request-id"})
 
-Response = tuple[int, dict[str, Any], list[tuple[str, str]]]
 Handler = Callable[[TokenRequest], Response]
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
