@@ -32,8 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check sts tests migrations bench
-	$(BIN)/ruff format --check sts
+	$(BIN)/ruff check sts sts_demo tests migrations bench
+	$(BIN)/ruff format --check sts sts_demo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

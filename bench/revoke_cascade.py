@@ -17,11 +17,11 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import event
 
-from sts.migrate import upgrade
-from sts.revocation import revoke
-from sts.seed import seed_transaction
+from bench.seed import seed_transaction
 from sts.store.db import create_engine
+from sts.store.migrate import upgrade
 from sts.store.models import Base
+from sts.store.revocation import revoke
 
 
 def run(url: str, size: int) -> dict[str, float]:

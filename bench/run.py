@@ -258,8 +258,8 @@ def bench_database(pg: str) -> str:
 
 
 def reset(url: str) -> None:
-    from sts.migrate import upgrade
     from sts.store.db import create_engine
+    from sts.store.migrate import upgrade
     from sts.store.models import Base
 
     upgrade(url)
@@ -272,8 +272,8 @@ def reset(url: str) -> None:
 
 def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> dict[str, str]:
     """The benchmark registry: person IdP, web → agent → tool → data, and rules."""
-    from sts import registry, rules
-    from sts.credentials import SecretHasher, load_hash_key
+    from sts.core.secrets import SecretHasher, load_hash_key
+    from sts.services import registry, rules
     from sts.store.db import create_engine
 
     hasher = SecretHasher(load_hash_key(keys_dir, create=False))

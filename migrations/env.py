@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from sts.settings import Settings
+from sts.core.settings import Settings
 from sts.store.db import create_engine
 from sts.store.models import Base
 

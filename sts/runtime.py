@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from sts.clock import Clock, SystemClock
-from sts.credentials import SecretHasher, load_hash_key
-from sts.jwks_fetch import JwksCache
-from sts.keys import KeyStore, generate_key
-from sts.server import ChainAuthorizationServer
-from sts.settings import Settings
+from sts.core.clock import Clock, SystemClock
+from sts.core.jwks import JwksCache
+from sts.core.keys import KeyStore, generate_key
+from sts.core.secrets import SecretHasher, load_hash_key
+from sts.core.settings import Settings
+from sts.oauth.server import ChainAuthorizationServer
 from sts.store.db import create_engine
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sts import registry
+from sts.services import registry
 from tests.conftest import Registered
 from tests.exchange_fixtures import client_credentials
 

@@ -25,12 +25,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from sts import registry
-from sts.clock import FrozenClock
-from sts.migrate import upgrade
+from sts.core.clock import FrozenClock
+from sts.core.settings import Settings
 from sts.runtime import Runtime, build_runtime
-from sts.settings import Settings
+from sts.services import registry
 from sts.store.db import create_engine
+from sts.store.migrate import upgrade
 from sts.store.models import Base
 from sts.web import create_app
 

@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from sts import registry, rules
 from sts.client import ClientSecret, ExchangeClient, HttpResponse, UrllibTransport
-from sts.settings import Settings
+from sts.core.settings import Settings
+from sts.services import registry, rules
 from tests.exchange_fixtures import PersonIdp
 
 

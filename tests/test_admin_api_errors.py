@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sts import registry
+from sts.services import registry
 from tests.admin_api_helpers import admin, admin_nhi, error
 
 __all__ = ["admin", "admin_nhi"]  # fixtures

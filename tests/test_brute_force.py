@@ -12,8 +12,8 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from sts.credentials import SecretHasher
-from sts.settings import Settings
+from sts.core.secrets import SecretHasher
+from sts.core.settings import Settings
 from sts.store.models import AuditEvent, AuthFailure
 from sts.web import create_app
 from tests.exchange_fixtures import client_credentials

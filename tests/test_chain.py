@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sts.chain import MAX_MEMBER_LENGTH, MAX_PARSE_DEPTH, Actor, Chain, ChainError
+from sts.core.chain import MAX_MEMBER_LENGTH, MAX_PARSE_DEPTH, Actor, Chain, ChainError
 
 subs = st.text(min_size=1, max_size=40)
 actors = st.builds(Actor, sub=subs, iss=st.none() | st.sampled_from(["https://idp.example"]))

@@ -19,11 +19,11 @@ from flask import Flask
 from sqlalchemy import select
 
 from sts.cli import main
-from sts.credentials import HASH_KEY_FILE, SecretHasher, load_hash_key
-from sts.keys import generate_key
-from sts.logs import redact
-from sts.migrate import upgrade
+from sts.core.keys import generate_key
+from sts.core.logs import redact
+from sts.core.secrets import HASH_KEY_FILE, SecretHasher, load_hash_key
 from sts.store.db import create_engine
+from sts.store.migrate import upgrade
 from sts.store.models import Credential, Nhi
 from tests.helpers import KeyPair
 from tests.test_migrations import PG_DB, fresh_postgres, head

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
 from sts.cli import main
-from sts.settings import Settings
+from sts.core.settings import Settings
 from sts.web import create_app
 from tests.exchange_fixtures import client_credentials, exchange
 from tests.helpers import claims_of

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
-from sts import registry
+from sts.services import registry
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.helpers import FORM, KeyPair, basic, claims_of

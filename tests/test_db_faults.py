@@ -22,11 +22,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from sts import registry, rules
-from sts.clock import FrozenClock
-from sts.migrate import upgrade
+from sts.core.clock import FrozenClock
+from sts.core.settings import Settings
 from sts.runtime import Runtime, build_runtime
-from sts.settings import Settings
+from sts.services import registry, rules
+from sts.store.migrate import upgrade
 from sts.store.models import AuditEvent, IssuedToken
 from sts.web import create_app
 from tests.conftest import ISSUER, Registered

@@ -22,9 +22,9 @@ from flask import Flask
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from sts.keys import KeyError_, generate_key
-from sts.migrate import upgrade
-from sts.settings import SettingsError
+from sts.core.keys import KeyError_, generate_key
+from sts.core.settings import SettingsError
+from sts.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"

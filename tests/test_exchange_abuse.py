@@ -26,10 +26,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from sts import registry, rules
-from sts.clock import FrozenClock
+from sts.core.clock import FrozenClock
+from sts.core.settings import Settings
 from sts.runtime import Runtime
-from sts.settings import Settings
+from sts.services import registry, rules
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import (

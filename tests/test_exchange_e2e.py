@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from sts import registry, rules
+from sts.services import registry, rules
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import PersonIdp, exchange

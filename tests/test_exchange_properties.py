@@ -23,7 +23,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from sts import registry, rules
+from sts.services import registry, rules
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
@@ -100,7 +100,7 @@ class Allowed:
     choices: tuple[tuple[Rule, frozenset[str], int], ...]
 
 
-# -- the model: DESIGN §5, written independently of sts.policy --------------------------------
+# -- the model: DESIGN §5, written independently of sts.core.policy --------------------------------
 def _subject_covered(rule: Rule, world: World) -> bool:
     kind, _, value = rule.subject.partition(":")
     return (

@@ -39,8 +39,8 @@ from jwt.utils import base64url_decode, base64url_encode
 from sqlalchemy import func, select
 from werkzeug.http import HTTP_STATUS_CODES
 
-from sts import registry, rules
-from sts.domain import TOKEN_EXCHANGE
+from sts.core.domain import TOKEN_EXCHANGE
+from sts.services import registry, rules
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import (

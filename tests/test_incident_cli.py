@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from sts import audit, gc, registry
 from sts.cli import main
-from sts.clock import FrozenClock
+from sts.core.clock import FrozenClock
+from sts.services import audit, gc, registry
 from sts.store.models import AuditEvent, IssuedToken
 from tests.exchange_fixtures import IDP, exchange
 from tests.test_revocation import World, build_world, feed_jtis, is_active

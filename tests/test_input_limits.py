@@ -21,13 +21,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
-from sts import rules
-from sts.chain import MAX_PARSE_DEPTH, Chain
-from sts.credentials import SecretHasher
-from sts.rfc6749.request import MAX_PARAMETER_LENGTH, SHORT_PARAMETERS
+from sts.core.chain import MAX_PARSE_DEPTH, Chain
+from sts.core.secrets import SecretHasher
+from sts.oauth.rfc6749.request import MAX_PARAMETER_LENGTH, SHORT_PARAMETERS
+from sts.oauth.validation import TokenValidator
+from sts.services import rules
 from sts.store.models import AuditEvent, IssuedToken
 from sts.store.sql import SqlStore
-from sts.validation import TokenValidator
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import ACCESS_TOKEN, client_credentials, exchange
 from tests.helpers import FORM, KeyPair, basic, claims_of, header_of

@@ -8,8 +8,9 @@ from typing import Any
 import jwt
 import pytest
 
-from sts import audit, feed, registry, rules
-from sts.revocation import revoke
+from sts.oauth import feed
+from sts.services import audit, registry, rules
+from sts.store.revocation import revoke
 from tests.conftest import ISSUER, Registered
 from tests.exchange_fixtures import client_credentials
 from tests.helpers import FORM, KeyPair, basic, claims_of

@@ -22,8 +22,8 @@ import pytest
 from jwcrypto import jwk, jws
 from jwcrypto import jwt as jose_jwt
 
-from sts import registry
 from sts.runtime import build_runtime
+from sts.services import registry
 from sts.web import create_app
 from tests.conftest import ISSUER
 from tests.helpers import FORM, basic

@@ -20,10 +20,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sts import registry
-from sts.credentials import HASH_KEY_FILE, load_hash_key
-from sts.keys import KeyError_, KeyRing, KeyStore, generate_key, load_key
+from sts.core.keys import KeyError_, KeyRing, KeyStore, generate_key, load_key
+from sts.core.secrets import HASH_KEY_FILE, load_hash_key
 from sts.runtime import build_runtime
+from sts.services import registry
 from sts.web import create_app
 from tests.conftest import ISSUER, Registered
 from tests.helpers import FORM, basic, header_of
@@ -316,7 +316,7 @@ def test_key_store_when_unusable_file_appears_then_keeps_signing_with_loaded_key
     bad = keys_dir / "20990101T000000Z-ES256-bad.pem"
     bad.write_text("not a key")
     os.chmod(bad, 0o600)
-    with caplog.at_level(logging.ERROR, logger="sts.keys"):
+    with caplog.at_level(logging.ERROR, logger="sts.core.keys"):
         assert store.ring.signing.kid == key.kid
     assert "key directory not reloaded" in caplog.text
     bad.unlink()

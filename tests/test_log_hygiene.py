@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sts import logs, registry, rules
-from sts.revocation import revoke
+from sts.core import logs
+from sts.services import registry, rules
 from sts.store.models import AuditEvent
+from sts.store.revocation import revoke
 from tests.conftest import ISSUER, LEAK_PATTERNS, leaks
 from tests.exchange_fixtures import ACCESS_TOKEN, PersonIdp, client_credentials, exchange
 from tests.helpers import FORM, KeyPair, basic, claims_of

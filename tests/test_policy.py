@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sts.chain import Actor, Chain
-from sts.errors import InvalidRequest, InvalidScope, InvalidTarget
-from sts.policy import Subject, decide
-from sts.ports import RuleView
+from sts.core.chain import Actor, Chain
+from sts.core.errors import InvalidRequest, InvalidScope, InvalidTarget
+from sts.core.policy import Subject, decide
+from sts.core.ports import RuleView
 
 NOW = 1_700_000_000
 IDP = "https://idp.example.test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sts.registry import RegistryError
+from sts.services.registry import RegistryError
 
 
 def test_resource_when_it_is_another_nhis_sub_then_conflict(make_nhi):

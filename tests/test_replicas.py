@@ -25,14 +25,14 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from sts import registry, rules
 from sts.cli import main
-from sts.credentials import SecretHasher, load_hash_key
-from sts.keys import KeyStore, generate_key
-from sts.migrate import upgrade
+from sts.core.keys import KeyStore, generate_key
+from sts.core.secrets import SecretHasher, load_hash_key
+from sts.core.settings import Settings, SettingsError
 from sts.runtime import build_runtime
-from sts.settings import Settings, SettingsError
+from sts.services import registry, rules
 from sts.store.db import create_engine
+from sts.store.migrate import upgrade
 from tests.conftest import ISSUER, PG_DB, Registered
 from tests.exchange_fixtures import ACCESS_TOKEN, EXCHANGE
 from tests.test_migrations import fresh_postgres

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from sts import audit, registry, rules
-from sts.registry import RegistryError
-from sts.revocation import Result, revoke
+from sts.services import audit, registry, rules
+from sts.services.registry import RegistryError
 from sts.store.models import IssuedToken
+from sts.store.revocation import Result, revoke
 from tests.conftest import Registered
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
 from tests.helpers import FORM, basic, claims_of

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sts import rules
-from sts.revocation import revoke
+from sts.services import rules
 from sts.store.models import IssuedToken
+from sts.store.revocation import revoke
 from tests.conftest import _engine_for, empty_database
 from tests.exchange_fixtures import client_credentials, exchange
 from tests.helpers import FORM, basic, claims_of

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import event, func, select
 
-from sts.revocation import revoke
-from sts.seed import seed_transaction
+from bench.seed import seed_transaction
 from sts.store.models import IssuedToken
+from sts.store.revocation import revoke
 
 SIZE = 100_000
 MAX_STATEMENTS = 12

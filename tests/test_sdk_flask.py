@@ -12,9 +12,9 @@ import pytest
 import requests
 from flask import Flask, Response, request
 
-from sts import revocation
 from sts.client import StaticJwks, TokenVerifier
 from sts.client.flask import ChainSts, current_caller, downstream_auth, require_token
+from sts.store import revocation
 from tests.helpers import KeyPair, claims_of
 from tests.sdk_fixtures import (  # noqa: F401 - fixtures
     LoopbackServer,

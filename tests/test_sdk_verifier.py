@@ -10,7 +10,6 @@ import time
 import jwt
 import pytest
 
-from sts import revocation
 from sts.client import (
     ExchangeClient,
     HttpResponse,
@@ -25,7 +24,8 @@ from sts.client import (
     TokenVerifier,
     VerificationUnavailable,
 )
-from sts.keys import generate_key
+from sts.core.keys import generate_key
+from sts.store import revocation
 from tests.helpers import KeyPair, claims_of
 from tests.sdk_fixtures import (  # noqa: F401 - fixtures
     RecordingTransport,

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from sts.cli import main
-from sts.credentials import HASH_KEY_FILE
-from sts.keys import KeyError_, generate_key
+from sts.core.keys import KeyError_, generate_key
+from sts.core.secrets import HASH_KEY_FILE
+from sts.core.settings import Settings, SettingsError
 from sts.runtime import build_runtime
-from sts.settings import Settings, SettingsError
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sts import registry
+from sts.services import registry
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.helpers import FORM, basic, claims_of

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sts import registry, rules
+from sts.services import registry, rules
 from tests.exchange_fixtures import PersonIdp, exchange
 from tests.helpers import KeyPair, claims_of
 

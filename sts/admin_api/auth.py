@@ -4,7 +4,7 @@ A caller presents a bearer token this STS issued by ``client_credentials`` to an
 itself, and the scopes it carries say what it may do (:data:`~sts.admin_api.openapi.ADMIN`
 everything, :data:`~sts.admin_api.openapi.AUDIT` read only,
 :data:`~sts.admin_api.openapi.REVOKE` containment only). The token is judged by the same
-:class:`~sts.validation.TokenValidator` as any subject token (signature, lifetime, lineage,
+:class:`~sts.oauth.validation.TokenValidator` as any subject token (signature, lifetime, lineage,
 revocation, disabled identities), then it must be the root of its own chain: no parent, no
 ``act``, minted by ``client_credentials``, ``sub`` the NHI's own, audience this STS. A token
 minted by a token exchange is never an admin credential, whoever it was minted for.
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from flask import request
 from sqlalchemy.engine import Connection
 
-from sts import errors
 from sts.admin_api.errors import forbidden, unauthorized
-from sts.domain import CLIENT_CREDENTIALS
+from sts.core import errors
+from sts.core.domain import CLIENT_CREDENTIALS
 from sts.runtime import Runtime
 from sts.store.sql import SqlStore
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Response
 
-from sts.registry import RegistryError
+from sts.services.registry import RegistryError
 
 #: Resources whose absence a path names, as error codes name them.
 NOT_FOUND = {

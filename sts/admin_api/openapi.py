@@ -12,10 +12,8 @@ from functools import lru_cache
 from typing import Any
 
 from sts import __version__
-from sts.domain import ASYMMETRIC_JWS_ALGORITHMS, KINDS, TOKEN_EXCHANGE
-from sts.registry import ADMIN_SCOPES
-from sts.revocation import KINDS as REVOCATION_KINDS
-from sts.rfc8414 import (
+from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS, KINDS, TOKEN_EXCHANGE
+from sts.oauth.rfc8414 import (
     FEED_PATH,
     INTROSPECTION_PATH,
     JWKS_PATH,
@@ -23,6 +21,8 @@ from sts.rfc8414 import (
     REVOCATION_PATH,
     TOKEN_PATH,
 )
+from sts.services.registry import ADMIN_SCOPES
+from sts.store.revocation import KINDS as REVOCATION_KINDS
 
 OPENAPI_PATH = "/.well-known/openapi.json"
 PREFIX = "/admin/v1"

@@ -17,7 +17,6 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from sts import audit, lineage, registry, rules
 from sts.admin_api import openapi
 from sts.admin_api.auth import Admin, authenticate
 from sts.admin_api.errors import ApiError, from_registry, invalid, json_response, not_found
@@ -31,10 +30,11 @@ from sts.admin_api.openapi import (
     URI_PATTERN,
 )
 from sts.admin_api.validation import body, path_matches, query
-from sts.ports import AuditRecord
-from sts.registry import RegistryError, audit_admin_action
-from sts.revocation import revoke
+from sts.core.ports import AuditRecord
 from sts.runtime import Runtime
+from sts.services import audit, lineage, registry, rules
+from sts.services.registry import RegistryError, audit_admin_action
+from sts.store.revocation import revoke
 from sts.store.sql import SqlStore
 
 log = logging.getLogger("sts.admin")

@@ -25,7 +25,7 @@ import jwt
 from sts.client.errors import InsufficientScope, InvalidToken
 from sts.client.jwks import JwksCache, KeySource
 from sts.client.revocation_feed import RevocationFeed
-from sts.domain import ASYMMETRIC_JWS_ALGORITHMS
+from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
 
 if TYPE_CHECKING:
     from sts.client.exchange import ExchangeClient

@@ -1,4 +1,4 @@
-"""SQL implementation of :class:`sts.ports.Store`: Core statements on one connection.
+"""SQL implementation of :class:`sts.core.ports.Store`: Core statements on one connection.
 
 Every statement the token endpoint runs is built once, at import, with bound parameters, so a
 request pays for execution only (building a SQLAlchemy statement costs more than running it).
@@ -9,7 +9,7 @@ other read is one round trip of its own.
 Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI, the
 transaction's root token, the issuer, the rules), held until the request commits, so a
 concurrent revocation either waits for the new token or is seen by the exchange (see
-:mod:`sts.revocation`). SQLite serialises writers and needs none.
+:mod:`sts.store.revocation`). SQLite serialises writers and needs none.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from sts.domain import MAX_LINEAGE, Client, CredentialView, Target, scope_set
-from sts.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
-from sts.revocation import revoke, serialize
+from sts.core.domain import MAX_LINEAGE, Client, CredentialView, Target, scope_set
+from sts.core.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
 from sts.store.models import (
     AuditEvent,
     AuthFailure,
@@ -41,6 +40,7 @@ from sts.store.models import (
     RuleTarget,
     TrustedIssuer,
 )
+from sts.store.revocation import revoke, serialize
 
 _TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 _TARGET_BY_NAME = select(*_TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))

@@ -10,11 +10,13 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from sts import errors, feed, logs, rfc7009, rfc7662
 from sts.admin_api import init_app as init_admin_api
-from sts.clock import Clock
-from sts.rfc6749 import TokenRequest
-from sts.rfc8414 import (
+from sts.core import errors, logs
+from sts.core.clock import Clock
+from sts.core.settings import Settings
+from sts.oauth import feed, rfc7009, rfc7662
+from sts.oauth.rfc6749 import TokenRequest
+from sts.oauth.rfc8414 import (
     FEED_PATH,
     INTROSPECTION_PATH,
     JWKS_PATH,
@@ -24,7 +26,6 @@ from sts.rfc8414 import (
     metadata,
 )
 from sts.runtime import Runtime, build_runtime, schema_ready
-from sts.settings import Settings
 from sts.store.db import is_unavailable
 from sts.web.forms import FormEndpoints, failure, request_id, run_in_transaction
 

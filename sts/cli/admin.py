@@ -1,0 +1,48 @@
+"""``sts admin``: the first administrator of the admin API."""
+
+from __future__ import annotations
+
+import click
+
+from sts.cli.support import (
+    _admin,
+    _emit,
+    _hasher,
+    _now,
+    _settings,
+    _transaction,
+    handles_errors,
+    json_option,
+)
+from sts.services import registry
+
+
+@click.group()
+def admin() -> None:
+    """Administrators of the admin REST API."""
+
+
+@admin.command("bootstrap")
+@click.argument("name")
+@click.option("--owner", default="", help="Accountable owner (team or person).")
+@json_option
+@handles_errors
+def admin_bootstrap(name: str, owner: str, as_json: bool) -> None:
+    """Register NAME as an administrator: client_credentials only, scopes
+    sts:admin sts:audit sts:revoke; prints its secret once."""
+    settings = _settings()
+    with _transaction() as conn:
+        view, secret = registry.bootstrap_admin(
+            conn, _hasher(settings), name=name, owner=owner, now=_now(), admin=_admin()
+        )
+    data = {"client_id": view.client_id, "client_secret": secret, "scope": view.scopes}
+
+    def human() -> None:
+        click.echo(
+            f"client_id:     {view.client_id}\nclient_secret: {secret}\nscope:         "
+            f"{view.scopes}\n(the secret is shown only once; store it now)\n"
+            f"Get an admin token: POST {settings.issuer.rstrip('/')}/token with "
+            "grant_type=client_credentials and these credentials (HTTP Basic)."
+        )
+
+    _emit(as_json, data, human)

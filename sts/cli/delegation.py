@@ -1,0 +1,161 @@
+"""``sts rule`` and ``sts chain``: delegation rules and reading chains back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from sts.cli.support import _admin, _emit, _iso, _now, _transaction, handles_errors, json_option
+from sts.services import lineage, rules
+
+
+@click.group()
+def rule() -> None:
+    """Delegation rules: who may act for whom toward what."""
+
+
+def _print_rule(r: dict[str, Any]) -> None:
+    click.echo(
+        f"{r['id']}  {r['status']}\n  actor:    {r['actor']}\n"
+        f"  targets:  {' '.join(r['targets'])}\n  scope:    {r['scope'] or '-'}\n"
+        f"  subject:  {r['subject']}\n  upstream: {r['upstream'] or '-'}\n"
+        f"  max depth {r['max_depth'] or '-'}, max ttl {r['max_ttl'] or '-'}, "
+        f"expires {_iso(r['expires_at'])}"
+    )
+
+
+@rule.command("create")
+@click.option("--actor", required=True, help="The NHI that acts.")
+@click.option(
+    "--target",
+    "targets",
+    required=True,
+    multiple=True,
+    help="Target NHI (repeatable); '*' means any registered target.",
+)
+@click.option("--scope", required=True, help="Scopes it may carry, space-separated.")
+@click.option(
+    "--subject", default="any", show_default=True, help="any | SUB | issuer:ISS | kind:KIND"
+)
+@click.option("--upstream", default=None, help="The actor that must come right before.")
+@click.option("--max-depth", type=int, default=None, help="Max act levels of minted tokens.")
+@click.option("--max-ttl", type=int, default=None, help="Max lifetime of minted tokens (s).")
+@click.option("--expires", default=None, help="ISO 8601 expiry of the rule itself.")
+@json_option
+@handles_errors
+def rule_create(
+    actor: str,
+    targets: tuple[str, ...],
+    scope: str,
+    subject: str,
+    upstream: str | None,
+    max_depth: int | None,
+    max_ttl: int | None,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Allow ACTOR to act for SUBJECT toward TARGET(s)."""
+    with _transaction() as conn:
+        created = rules.create_rule(
+            conn,
+            actor=actor,
+            targets=list(targets),
+            scope=scope,
+            subject=subject,
+            upstream=upstream,
+            max_depth=max_depth,
+            max_ttl=max_ttl,
+            expires=expires,
+            now=_now(),
+            admin=_admin(),
+        )
+    _emit(as_json, created, lambda: _print_rule(created))
+
+
+@rule.command("list")
+@click.option("--actor", default=None)
+@click.option("--status", type=click.Choice(["enabled", "disabled"]), default=None)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@json_option
+@handles_errors
+def rule_list(
+    actor: str | None, status: str | None, limit: int, offset: int, as_json: bool
+) -> None:
+    """List delegation rules."""
+    with _transaction() as conn:
+        items, total = rules.list_rules(
+            conn, actor=actor, status=status, limit=limit, offset=offset
+        )
+
+    def human() -> None:
+        for r in items:
+            click.echo(
+                f"{r['id']}  {r['status']:8}  {r['actor']} -> {','.join(r['targets'])}"
+                f"  [{r['scope']}]  subject={r['subject']}"
+            )
+        click.echo(f"({len(items)} of {total})")
+
+    _emit(as_json, {"items": items, "total": total}, human)
+
+
+@rule.command("show")
+@click.argument("rule_id")
+@json_option
+@handles_errors
+def rule_show(rule_id: str, as_json: bool) -> None:
+    """Show one rule."""
+    with _transaction() as conn:
+        found = rules.get_rule(conn, rule_id)
+    _emit(as_json, found, lambda: _print_rule(found))
+
+
+@rule.command("disable")
+@click.argument("rule_id")
+@click.option("--reason", default="")
+@json_option
+@handles_errors
+def rule_disable(rule_id: str, reason: str, as_json: bool) -> None:
+    """Disable a rule: no new exchanges under it, and tokens it minted stop being exchangeable."""
+    with _transaction() as conn:
+        found = rules.disable_rule(conn, rule_id, now=_now(), admin=_admin(), reason=reason)
+    _emit(as_json, found, lambda: click.echo(f"{rule_id} disabled"))
+
+
+@click.group()
+def chain() -> None:
+    """Read identity chains back from the lineage."""
+
+
+def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
+    for i, node in enumerate(nodes):
+        last = i == len(nodes) - 1
+        branch = "" if not indent and not node["parent_jti"] else ("└─ " if last else "├─ ")
+        click.echo(
+            f"{indent}{branch}{node['jti']}  {node['actor']} -> {node['target']}  "
+            f"[{node['scope']}]  exp {_iso(node['expires_at'])}  "
+            f"rule {node['rule_id'] or '-'}  {node['status']}"
+            + (f" ({node['status_reason']})" if node["status_reason"] else "")
+        )
+        _print_tree(node["children"], indent + ("   " if last else "│  "))
+
+
+@chain.command("show")
+@click.argument("jti", required=False)
+@click.option("--txn", default=None, help="Show a whole transaction.")
+@json_option
+@handles_errors
+def chain_show(jti: str | None, txn: str | None, as_json: bool) -> None:
+    """Print the lineage of a token (JTI) or of a transaction (--txn) as a tree."""
+    with _transaction() as conn:
+        roots = lineage.chain_tree(conn, now=_now(), jti=jti, txn=txn)
+
+    def human() -> None:
+        first = roots[0]
+        click.echo(
+            f"txn {first['txn']}  subject {first['subject']} (issuer {first['subject_issuer']})"
+        )
+        _print_tree(roots)
+
+    _emit(as_json, roots, human)

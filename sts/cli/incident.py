@@ -1,0 +1,197 @@
+"""``sts revoke``, ``sts audit`` and ``sts gc``: containing and reconstructing a chain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from sts.cli.support import (
+    _admin,
+    _emit,
+    _iso,
+    _now,
+    _settings,
+    _transaction,
+    handles_errors,
+    json_option,
+)
+from sts.services import audit as audit_service
+from sts.services import gc as gc_service
+from sts.services.registry import RegistryError
+from sts.store.db import create_engine
+from sts.store.revocation import revoke as revoke_service
+
+
+@click.group()
+def revoke() -> None:
+    """Revoke something and every live token derived from it."""
+
+
+def _revoke_command(kind: str, argument: str, help_text: str) -> None:
+    @revoke.command(kind, help=help_text)
+    @click.argument(argument)
+    @click.option("--reason", default="", help="Why (kept in the audit trail).")
+    @click.option("--dry-run", is_flag=True, help="Only show what would die (the blast radius).")
+    @json_option
+    @handles_errors
+    def command(reason: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+        target = kwargs[argument.lower()]
+        with _transaction() as conn:
+            result = revoke_service(
+                conn, kind, target, now=_now(), admin=_admin(), reason=reason, dry_run=dry_run
+            )
+
+        def human() -> None:
+            verb = "would revoke" if dry_run else "revoked"
+            click.echo(
+                f"{verb} {kind} {target}: {result.tokens} live token(s) in "
+                f"{result.transactions} transaction(s)"
+            )
+            for jti in result.jtis[:20]:
+                click.echo(f"  {jti}")
+            if result.tokens > 20:
+                click.echo(f"  ... and {result.tokens - 20} more (--json lists up to 1000)")
+
+        _emit(as_json, result.as_dict(), human)
+
+
+_revoke_command("token", "JTI", "Revoke a token and all its descendants.")
+_revoke_command("txn", "TXN", "Revoke every token of a transaction.")
+_revoke_command(
+    "nhi",
+    "NAME",
+    "Disable an NHI, revoke its credentials and every token in whose chain it appears.",
+)
+_revoke_command("credential", "ID", "Revoke a credential and the tokens obtained with it.")
+_revoke_command("rule", "ID", "Disable a rule and revoke every token it minted, with descendants.")
+_revoke_command("issuer", "ISS", "Stop trusting an issuer and revoke every chain it started.")
+
+
+@click.group()
+def audit() -> None:
+    """Answer who initiated a chain, who touched it, what was granted."""
+
+
+def _since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        raise RegistryError("invalid", "--since takes an ISO 8601 time or epoch seconds") from None
+
+
+@audit.command("show")
+@click.option("--jti", default=None)
+@click.option("--txn", default=None)
+@json_option
+@handles_errors
+def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
+    """The whole story of a transaction (or of the transaction of a token)."""
+    with _transaction() as conn:
+        story = audit_service.show(conn, now=_now(), jti=jti, txn=txn)
+
+    def human() -> None:
+        init = story["initiated_by"]
+        click.echo(
+            f"transaction {story['txn']}\ninitiated by {init['subject']} "
+            f"(issuer {init['issuer'] or 'not recorded'}) at {_iso(init['at'])}, first client "
+            f"{init['first_client']}\nexecuted by {' -> '.join(story['executed_by'])}"
+        )
+        for hop in story["hops"]:
+            click.echo(
+                f"  hop {hop['depth']}: {hop['actor']} (credential "
+                f"{hop['credential_id'] or '-'}) -> {hop['target']} [{hop['scope']}] "
+                f"rule {hop['rule_id'] or '-'} {hop['status']} jti {hop['jti']}"
+            )
+        for event in story["denied"]:
+            click.echo(
+                f"  denied {_iso(event['at'])}: {event['client_id']} -> "
+                f"{event['target'] or '-'}: {event['reason']}"
+            )
+        for rev in story["revocations"]:
+            click.echo(
+                f"  revoked {_iso(rev['at'])} by {rev['revoked_by']}: {rev['kind']} "
+                f"{rev['target']} ({rev['reason'] or 'no reason given'})"
+            )
+        click.echo("  accessed: not reported by resource servers")
+
+    _emit(as_json, story, human)
+
+
+@audit.command("list")
+@click.option("--actor", default=None, help="Client that made the request.")
+@click.option("--subject", default=None)
+@click.option("--since", default=None, help="ISO 8601 time or epoch seconds.")
+@click.option("--decision", type=click.Choice(["allowed", "denied", "done"]), default=None)
+@click.option("--event", default=None, help="e.g. token.issued, token.denied, admin.revoke.nhi")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@handles_errors
+def audit_list(
+    actor: str | None,
+    subject: str | None,
+    since: str | None,
+    decision: str | None,
+    event: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Audit events, newest first."""
+    with _transaction() as conn:
+        events = audit_service.list_events(
+            conn,
+            actor=actor,
+            subject=subject,
+            since=_since(since),
+            decision=decision,
+            event=event,
+            limit=limit,
+        )
+
+    def human() -> None:
+        for e in events:
+            click.echo(
+                f"{_iso(e['at'])}  {e['event']:24} {e['decision']:8} "
+                f"{e['client_id'] or '-':20} {e['subject'] or '-':20} {e['reason']}"
+            )
+
+    _emit(as_json, events, human)
+
+
+@click.command()
+@click.option(
+    "--retention-days",
+    type=click.IntRange(0),
+    default=None,
+    help="Keep rows this long after expiry (default: STS_LINEAGE_RETENTION_DAYS).",
+)
+@json_option
+@handles_errors
+def gc(retention_days: int | None, as_json: bool) -> None:
+    """Remove lineage rows long past expiry; audit events are kept."""
+    settings = _settings()
+    days = settings.lineage_retention_days if retention_days is None else retention_days
+    engine = create_engine(settings.database_url, hide_parameters=True)
+    now = _now()
+    try:
+        total = gc_service.expired_lineage(engine, now - days * 86400)
+        with tqdm(total=total, unit="row", disable=as_json or total == 0, desc="lineage") as bar:
+            result = gc_service.collect(
+                engine, now=now, retention_seconds=days * 86400, progress=bar.update
+            )
+    finally:
+        engine.dispose()
+    _emit(
+        as_json,
+        result,
+        lambda: click.echo(
+            f"removed {result['lineage_rows']} lineage rows expired before "
+            f"{_iso(result['cutoff'])} and {result['assertion_jtis']} used assertion ids"
+        ),
+    )

@@ -1,0 +1,173 @@
+"""The storage interface the protocol core depends on (an adapter contract).
+
+The token endpoint sees the registry only through :class:`Store`; ``sts.store.sql`` implements
+it on one database connection whose transaction the request owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sts.core.domain import Client, Target
+
+
+@dataclass(frozen=True)
+class IssuedRecord:
+    """A lineage row for one issued token (DESIGN §5.10)."""
+
+    jti: str
+    parent_jti: str | None
+    txn: str
+    grant_type: str
+    subject: str
+    subject_issuer: str
+    actor_id: int | None
+    client_id: str
+    credential_id: str | None
+    target: str
+    scope: str
+    rule_id: str | None
+    chain: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event. ``reason`` is the precise internal reason; never a token or secret."""
+
+    at: int
+    event: str
+    decision: str
+    reason: str = ""
+    request_id: str = ""
+    client_id: str | None = None
+    credential_id: str | None = None
+    subject: str | None = None
+    target: str | None = None
+    scope: str | None = None
+    jti: str | None = None
+    parent_jti: str | None = None
+    txn: str | None = None
+    rule_id: str | None = None
+    chain: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """A trusted external issuer (DESIGN §3)."""
+
+    issuer: str
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    algorithms: tuple[str, ...]
+    audiences: tuple[str, ...]
+    scope_mode: str  # cap | rule
+    status: str
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One lineage row of a token's ancestry, with the liveness facts policy judges."""
+
+    jti: str
+    parent_jti: str | None
+    txn: str
+    subject: str
+    subject_issuer: str
+    client_id: str
+    actor_id: int | None
+    actor_status: str | None
+    rule_id: str | None
+    rule_in_force: bool
+    revoked: bool
+    chain: tuple[str, ...]
+    target: str
+    scope: str
+    expires_at: int
+    #: The grant that minted it (``client_credentials`` or the token-exchange URN).
+    grant_type: str = ""
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A delegation rule as policy sees it (DESIGN §5.5). ``targets`` holds NHI ids;
+    ``None`` in it means ``*``."""
+
+    id: str
+    actor_id: int
+    subject_type: str  # any | sub | issuer | kind
+    subject_value: str
+    upstream_sub: str | None
+    scopes: frozenset[str]
+    max_depth: int | None
+    max_ttl: int | None
+    expires_at: int | None
+    targets: frozenset[int | None]
+
+
+class Store(Protocol):
+    def client(self, client_id: str, now: int) -> Client | None:
+        """The NHI with its credentials live at ``now``, or ``None``."""
+
+    def prefetch(
+        self,
+        *,
+        client_id: str | None,
+        issuer: str | None,
+        target: str | None,
+        rules: bool,
+        now: int,
+    ) -> None:
+        """Read ahead, in one round trip where the store can, what :meth:`client`,
+        :meth:`trusted_issuer`, :meth:`target_by_name` and (with ``rules``) :meth:`rules_for`
+        of that client and target are about to be asked, taking the same row locks in the
+        same order. Purely an optimisation: those methods answer the same without it."""
+
+    def prefetch_lineage(self, jtis: tuple[str, ...]) -> None:
+        """Read ahead what :meth:`lineage` of each of these tokens is about to be asked: their
+        transaction roots locked in key order, then all the walks, in as few round trips as
+        the store can. The caller takes care that no issuer or rule lock precedes it."""
+
+    def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
+        """Count a failed authentication of a registered client in the current window."""
+
+    def clear_auth_failures(self, client_id: str) -> None: ...
+
+    def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
+        """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was
+        seen before (a replay)."""
+
+    def target_by_name(self, name: str) -> Target | None: ...
+
+    def target_by_resource(self, uri: str) -> Target | None: ...
+
+    def record_token(self, record: IssuedRecord) -> None: ...
+
+    def audit(self, record: AuditRecord) -> None: ...
+
+    def record_issued(self, record: IssuedRecord, event: AuditRecord) -> None:
+        """The lineage row of an issued token and its audit event, together."""
+
+    def nhi_by_sub(self, sub: str) -> Target | None: ...
+
+    def trusted_issuer(self, issuer: str) -> IssuerConfig | None: ...
+
+    def lineage(self, jti: str, now: int) -> list[Hop]:
+        """The token's lineage row and its ancestors', the token itself first."""
+
+    def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
+        """Enabled, unexpired rules of this actor that name this target (or ``*``)."""
+
+    def serialize_revocations(self) -> None:
+        """Wait for any revocation in flight; hold the turn until this transaction ends."""
+
+    def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
+        """Revoke a token and its descendants; the number of tokens revoked."""
+
+    def revoked_since(
+        self, cursor: tuple[int, str], now: int, limit: int
+    ) -> list[tuple[int, str, int]]:
+        """Revoked, unexpired tokens after ``cursor`` as (revocation id, jti, exp), in order."""

@@ -1,0 +1,84 @@
+"""RFC 7662: token introspection (DESIGN §7).
+
+Framework-free, like every endpoint here: it takes a :class:`TokenRequest` whose store
+transaction the caller owns and returns ``(status, body, headers)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sts.core import errors
+
+if TYPE_CHECKING:
+    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.oauth.server import ChainAuthorizationServer
+    from sts.oauth.validation import ValidatedToken
+
+Response = tuple[int, dict[str, Any], list[tuple[str, str]]]
+JSON_NO_STORE = [
+    ("Content-Type", "application/json"),
+    ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
+]
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def own_live_token(
+    server: ChainAuthorizationServer, request: TokenRequest, token: str
+) -> ValidatedToken | None:
+    """The token if it is ours, verifies, has a live lineage and has not expired."""
+    try:
+        found = server.validator.validate(token, "introspected", request.store, request.now)
+    except errors.InvalidRequest:
+        return None
+    if not found.own or found.exp <= request.now:
+        return None
+    return found
+
+
+def token_param(request: TokenRequest) -> str:
+    request.reject_repeated_parameters()
+    token = request.param("token")
+    if not token:
+        raise errors.InvalidRequest("missing token parameter", "Missing token.")
+    return token
+
+
+def introspect(server: ChainAuthorizationServer, request: TokenRequest) -> Response:
+    """RFC 7662 §2. Only the token's audience or the client it was issued to may learn about
+    it; for anyone else, and for revoked, expired, unknown or malformed tokens, the answer is
+    ``{"active": false}`` and nothing more (§2.2)."""
+    try:
+        token = token_param(request)
+        caller = server.authenticate(request)
+    except errors.StsError as err:
+        server.record_denial(request, err, event="introspection.denied")
+        return err.response()
+    found = own_live_token(server, request, token)
+    if found is None or caller.client_id not in {found.claims.get("client_id"), *found.aud}:
+        return 200, dict(INACTIVE), JSON_NO_STORE
+    claims = found.claims
+    body: dict[str, Any] = {
+        "active": True,
+        "token_type": "Bearer",
+        **{
+            k: claims[k]
+            for k in (
+                "iss",
+                "sub",
+                "aud",
+                "client_id",
+                "scope",
+                "exp",
+                "iat",
+                "nbf",
+                "jti",
+                "txn",
+                "act",
+            )
+            if k in claims
+        },
+        "depth": found.chain.depth,
+    }
+    return 200, body, JSON_NO_STORE

@@ -1,0 +1,226 @@
+"""The four questions of DESIGN §8, answered from the lineage and the audit trail.
+
+For a token or a transaction: who initiated the chain; which services, agents and tools
+executed it, in order; which identities and credentials were used at each hop; what was
+granted at each hop. Denied attempts and revocations are part of the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Connection
+
+from sts.services import lineage
+from sts.services.registry import RegistryError
+from sts.store.models import AuditEvent, IssuedToken, Revocation
+
+MAX_ROWS = 10_000
+ISSUED = "token.issued"
+
+
+def _event(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at,
+        "event": row.event,
+        "decision": row.decision,
+        "reason": row.reason,
+        "request_id": row.request_id,
+        "client_id": row.client_id,
+        "credential_id": row.credential_id,
+        "subject": row.subject,
+        "target": row.target,
+        "scope": row.scope,
+        "jti": row.jti,
+        "parent_jti": row.parent_jti,
+        "txn": row.txn,
+        "rule_id": row.rule_id,
+        "chain": list(row.chain or []),
+        "detail": row.detail or {},
+    }
+
+
+def _hop(row: Any, status: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "jti": row.jti,
+        "parent_jti": row.parent_jti,
+        "depth": row.depth,
+        "grant_type": row.grant_type,
+        "actor": row.client_id,
+        "credential_id": row.credential_id,
+        "target": row.target,
+        "scope": row.scope,
+        "rule_id": row.rule_id,
+        "chain": list(row.chain or []),
+        "issued_at": row.issued_at,
+        "expires_at": row.expires_at,
+        "status": status[0],
+        "status_reason": status[1],
+        "revoked_at": row.revoked_at,
+        "revocation_id": row.revocation_id,
+    }
+
+
+def _hop_from_event(row: Any, now: int) -> dict[str, Any]:
+    """A hop whose lineage row housekeeping removed, told by its ``token.issued`` event."""
+    detail = row.detail or {}
+    exp = detail.get("exp")
+    return {
+        "jti": row.jti,
+        "parent_jti": row.parent_jti,
+        "depth": len(row.chain or []),
+        "grant_type": detail.get("grant_type"),
+        "actor": row.client_id,
+        "credential_id": row.credential_id,
+        "target": row.target,
+        "scope": row.scope,
+        "rule_id": row.rule_id,
+        "chain": list(row.chain or []),
+        "issued_at": row.at,
+        "expires_at": exp,
+        "status": "expired" if isinstance(exp, int) and exp <= now else "unknown",
+        "status_reason": "" if isinstance(exp, int) and exp <= now else "lineage removed",
+        "revoked_at": None,
+        "revocation_id": None,
+    }
+
+
+def _initiator_row(row: Any) -> dict[str, Any]:
+    return {
+        "subject": row.subject,
+        "issuer": row.subject_issuer,
+        "first_client": row.client_id,
+        "at": row.issued_at,
+    }
+
+
+def _initiator_event(row: Any) -> dict[str, Any]:
+    # The audit trail does not record the issuer of the chain's subject.
+    return {"subject": row.subject, "issuer": None, "first_client": row.client_id, "at": row.at}
+
+
+def _issued_events(conn: Connection, txn: str) -> list[Any]:
+    return list(
+        conn.execute(
+            select(AuditEvent)
+            .where(AuditEvent.txn == txn, AuditEvent.event == ISSUED)
+            .order_by(AuditEvent.at, AuditEvent.id)
+            .limit(MAX_ROWS)
+        ).all()
+    )
+
+
+def show(
+    conn: Connection, *, now: int, jti: str | None = None, txn: str | None = None
+) -> dict[str, Any]:
+    """Everything known about one transaction (named directly or by one of its tokens).
+
+    The lineage rows tell it; once housekeeping has removed them (:mod:`sts.services.gc`), the audit
+    trail, which keeps its own copy of every issued hop, still does."""
+    if (jti is None) == (txn is None):
+        raise RegistryError("invalid", "give exactly one of a jti or a txn")
+    if jti is not None:
+        txn = conn.execute(select(IssuedToken.txn).where(IssuedToken.jti == jti)).scalar()
+        if txn is None:
+            txn = conn.execute(
+                select(AuditEvent.txn).where(AuditEvent.jti == jti, AuditEvent.event == ISSUED)
+            ).scalar()
+        if txn is None:
+            raise RegistryError("not_found", "no token with this jti")
+    assert txn is not None
+    rows = conn.execute(
+        select(IssuedToken)
+        .where(IssuedToken.txn == txn)
+        .order_by(IssuedToken.issued_at, IssuedToken.depth, IssuedToken.jti)
+        .limit(MAX_ROWS)
+    ).all()
+    # One judgement of each hop's state for every reader (chain show, audit, the API).
+    states = lineage.hop_states(conn, now=now, txn=txn) if rows else {}
+    hops = [_hop(r, states[r.jti]) for r in rows]
+    # Housekeeping removes the hops that expired first (the deepest ones) before the others:
+    # the audit trail fills in whatever the lineage no longer holds.
+    known = {h["jti"] for h in hops}
+    events = [e for e in _issued_events(conn, txn) if e.jti not in known]
+    if not hops and not events:
+        raise RegistryError("not_found", "no tokens in this transaction")
+    hops = sorted(
+        [*hops, *(_hop_from_event(e, now) for e in events)],
+        key=lambda h: (h["issued_at"], h["depth"], h["jti"]),
+    )
+    root = next((r for r in rows if r.parent_jti is None), None)
+    first = next((e for e in events if e.parent_jti is None), None)
+    if root is not None:
+        initiated_by = _initiator_row(root)
+    elif first is not None:
+        initiated_by = _initiator_event(first)
+    else:
+        initiated_by = _initiator_row(rows[0]) if rows else _initiator_event(events[0])
+    executed: list[str] = []
+    for hop in hops:
+        if hop["actor"] not in executed:
+            executed.append(hop["actor"])
+    denied = conn.execute(
+        select(AuditEvent)
+        .where(AuditEvent.txn == txn, AuditEvent.decision == "denied")
+        .order_by(AuditEvent.at, AuditEvent.id)
+        .limit(MAX_ROWS)
+    ).all()
+    revocation_ids = sorted({h["revocation_id"] for h in hops if h["revocation_id"]})
+    revocations = (
+        conn.execute(
+            select(Revocation).where(Revocation.id.in_(revocation_ids)).order_by(Revocation.id)
+        ).all()
+        if revocation_ids
+        else []
+    )
+    return {
+        "txn": txn,
+        "focus": jti,
+        "initiated_by": initiated_by,
+        "executed_by": executed,
+        "hops": hops,
+        "denied": [_event(e) for e in denied],
+        "revocations": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "target": r.target,
+                "reason": r.reason,
+                "revoked_by": r.revoked_by,
+                "at": r.created_at,
+            }
+            for r in revocations
+        ],
+        # Resource servers do not report accesses to Chain STS yet: what was granted is known,
+        # what was accessed with it is not.
+        "accessed": None,
+    }
+
+
+def list_events(
+    conn: Connection,
+    *,
+    actor: str | None = None,
+    subject: str | None = None,
+    since: int | None = None,
+    decision: str | None = None,
+    event: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    query: Select[Any] = select(AuditEvent)
+    if actor:
+        query = query.where(AuditEvent.client_id == actor)
+    if subject:
+        query = query.where(AuditEvent.subject == subject)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if decision:
+        query = query.where(AuditEvent.decision == decision)
+    if event:
+        query = query.where(AuditEvent.event == event)
+    rows = conn.execute(
+        query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(min(limit, MAX_ROWS))
+    ).all()
+    return [_event(r) for r in rows]
