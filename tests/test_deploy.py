@@ -22,7 +22,7 @@ from flask import Flask
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from sts.core.keys import KeyError_, generate_key
+from sts.core.keys import KeyFileError, generate_key
 from sts.core.settings import SettingsError
 from sts.store.migrate import upgrade
 
@@ -130,7 +130,7 @@ def test_wsgi_when_bad_setting_then_import_fails_naming_it(sts_env, monkeypatch)
 def test_wsgi_when_production_without_keys_then_import_fails(sts_env, monkeypatch):
     monkeypatch.setenv("STS_ENV", "production")
     monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
-    with pytest.raises(KeyError_, match="key directory does not exist"):
+    with pytest.raises(KeyFileError, match="key directory does not exist"):
         import_wsgi()
 
 

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sts.core.keys import KeyError_, KeyRing, KeyStore, generate_key, load_key
+from sts.core.keys import KeyFileError, KeyRing, KeyStore, generate_key, load_key
 from sts.core.secrets import HASH_KEY_FILE, load_hash_key
 from sts.runtime import build_runtime
 from sts.services import registry
@@ -100,7 +100,7 @@ def test_runtime_when_first_started_then_key_and_hash_key_are_private(runtime, k
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o606])
 def test_key_store_when_key_readable_by_others_then_refused_naming_file(tmp_path, mode):
     path = write_pem(tmp_path / "keys" / "20260101T000000Z-ES256-abc123.pem", mode)
-    with pytest.raises(KeyError_, match=re.escape(str(path))) as raised:
+    with pytest.raises(KeyFileError, match=re.escape(str(path))) as raised:
         KeyStore(tmp_path / "keys", RETIRE_AFTER)
     assert "readable by others" in str(raised.value)
 
@@ -108,7 +108,7 @@ def test_key_store_when_key_readable_by_others_then_refused_naming_file(tmp_path
 def test_key_store_when_one_of_several_keys_readable_by_others_then_refused(tmp_path):
     generate_key(tmp_path / "keys", "ES256", now=1_800_000_000)
     loose = write_pem(tmp_path / "keys" / "20270101T000000Z-ES256-loose.pem", 0o644)
-    with pytest.raises(KeyError_, match=re.escape(str(loose))):
+    with pytest.raises(KeyFileError, match=re.escape(str(loose))):
         KeyStore(tmp_path / "keys", RETIRE_AFTER)
 
 
@@ -126,14 +126,14 @@ def test_key_store_when_one_of_several_keys_readable_by_others_then_refused(tmp_
 )
 def test_key_store_when_file_badly_named_then_refused_naming_file(tmp_path, name):
     path = write_pem(tmp_path / "keys" / name)
-    with pytest.raises(KeyError_, match=re.escape(str(path))):
+    with pytest.raises(KeyFileError, match=re.escape(str(path))):
         KeyStore(tmp_path / "keys", RETIRE_AFTER)
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "RS256"])
 def test_key_store_when_key_type_differs_from_name_then_refused(tmp_path, alg):
     path = write_pem(tmp_path / "keys" / f"20260101T000000Z-{alg}-abc.pem")
-    with pytest.raises(KeyError_, match=re.escape(f"{path}: key type does not match {alg}")):
+    with pytest.raises(KeyFileError, match=re.escape(f"{path}: key type does not match {alg}")):
         KeyStore(tmp_path / "keys", RETIRE_AFTER)
 
 
@@ -142,22 +142,22 @@ def test_key_store_when_file_not_pem_then_refused_naming_file(tmp_path):
     path.parent.mkdir()
     path.write_text("not a key\n")
     path.chmod(0o600)
-    with pytest.raises(KeyError_, match=re.escape(f"{path}: not a PEM private key")):
+    with pytest.raises(KeyFileError, match=re.escape(f"{path}: not a PEM private key")):
         KeyStore(tmp_path / "keys", RETIRE_AFTER)
 
 
 def test_key_store_when_directory_empty_or_missing_then_refused(tmp_path):
-    with pytest.raises(KeyError_, match="key directory does not exist"):
+    with pytest.raises(KeyFileError, match="key directory does not exist"):
         KeyStore(tmp_path / "missing", RETIRE_AFTER)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(KeyError_, match="no signing keys"):
+    with pytest.raises(KeyFileError, match="no signing keys"):
         KeyStore(tmp_path / "empty", RETIRE_AFTER)
 
 
 def test_hash_key_when_readable_by_others_then_refused_naming_file(tmp_path):
     load_hash_key(tmp_path, create=True)
     (tmp_path / HASH_KEY_FILE).chmod(0o640)
-    with pytest.raises(KeyError_, match=re.escape(str(tmp_path / HASH_KEY_FILE))):
+    with pytest.raises(KeyFileError, match=re.escape(str(tmp_path / HASH_KEY_FILE))):
         load_hash_key(tmp_path, create=False)
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from sts.cli import main
-from sts.core.keys import KeyError_, generate_key
+from sts.core.keys import KeyFileError, generate_key
 from sts.core.secrets import HASH_KEY_FILE
 from sts.core.settings import Settings, SettingsError
 from sts.runtime import build_runtime
@@ -163,7 +163,7 @@ def production(tmp_path: Path, keys_dir: Path) -> Settings:
 
 def test_build_runtime_when_production_and_key_directory_missing_then_clear_error(tmp_path):
     keys_dir = tmp_path / "no-keys"
-    with pytest.raises(KeyError_, match="key directory does not exist"):
+    with pytest.raises(KeyFileError, match="key directory does not exist"):
         build_runtime(production(tmp_path, keys_dir))
     assert not keys_dir.exists()  # production never generates keys
 
@@ -171,7 +171,7 @@ def test_build_runtime_when_production_and_key_directory_missing_then_clear_erro
 def test_build_runtime_when_production_and_no_signing_key_then_clear_error(tmp_path):
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
-    with pytest.raises(KeyError_, match="sts keys generate"):
+    with pytest.raises(KeyFileError, match="sts keys generate"):
         build_runtime(production(tmp_path, keys_dir))
     assert list(keys_dir.iterdir()) == []
 
@@ -179,7 +179,7 @@ def test_build_runtime_when_production_and_no_signing_key_then_clear_error(tmp_p
 def test_build_runtime_when_production_and_hashing_key_missing_then_clear_error(tmp_path):
     keys_dir = tmp_path / "keys"
     generate_key(keys_dir, "ES256")
-    with pytest.raises(KeyError_, match="credential hashing key missing"):
+    with pytest.raises(KeyFileError, match="credential hashing key missing"):
         build_runtime(production(tmp_path, keys_dir))
     assert not (keys_dir / HASH_KEY_FILE).exists()
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from sts.admin_api.errors import forbidden, unauthorized
 from sts.core import errors
-from sts.core.domain import CLIENT_CREDENTIALS
+from sts.core.token_types import CLIENT_CREDENTIALS
 from sts.runtime import Runtime
 from sts.store.sql import SqlStore
 

@@ -12,7 +12,8 @@ from functools import lru_cache
 from typing import Any
 
 from sts import __version__
-from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS, KINDS, TOKEN_EXCHANGE
+from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS, KINDS
+from sts.core.token_types import TOKEN_EXCHANGE
 from sts.oauth.rfc8414 import (
     FEED_PATH,
     INTROSPECTION_PATH,

@@ -15,7 +15,7 @@ import click
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from sts.core.keys import KeyError_
+from sts.core.keys import KeyFileError
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings, SettingsError
 from sts.services import registry
@@ -75,7 +75,7 @@ def handles_errors(fn: F) -> F:
         except registry.RegistryError as exc:
             click.echo(f"error ({exc.code}): {exc.message}", err=True)
             sys.exit(2)
-        except (KeyError_, SettingsError) as exc:
+        except (KeyFileError, SettingsError) as exc:
             raise click.ClickException(str(exc)) from None
         except DBAPIError as exc:
             # One line, never the statement or its parameters: the driver says what is wrong

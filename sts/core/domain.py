@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sts.core.token_types import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
+
 KINDS = ("service", "agent", "workload")
-CLIENT_CREDENTIALS = "client_credentials"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
 #: Most tokens one lineage (a token and its ancestors) may hold: a subject token whose lineage
 #: is this long can no longer be exchanged, so every walk up or down a chain is bounded by it.
@@ -27,15 +27,6 @@ ASYMMETRIC_JWS_ALGORITHMS = (
     "PS512",
     "EdDSA",
 )
-
-
-def scope_set(scope: str | None) -> frozenset[str]:
-    """RFC 6749 §3.3: a space-delimited, order-free set of scope tokens."""
-    return frozenset(scope.split()) if scope else frozenset()
-
-
-def scope_str(scopes: frozenset[str] | set[str]) -> str:
-    return " ".join(sorted(scopes))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-__all__ = ["KeyError_", "KeyRing", "KeyStore", "SigningKey", "generate_key"]
+__all__ = ["KeyFileError", "KeyRing", "KeyStore", "SigningKey", "generate_key"]
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -37,7 +37,7 @@ _NAME = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-(?P<alg>ES256|EdDSA|RS256)-(?P<suffix
 _TS_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
-class KeyError_(Exception):
+class KeyFileError(Exception):
     """The key directory or a key file is unusable. The message names the file."""
 
 
@@ -82,21 +82,21 @@ def _expected_type(alg: str) -> type:
 def load_key(path: Path) -> SigningKey:
     match = _NAME.match(path.stem)
     if not match:
-        raise KeyError_(f"{path}: name must be <YYYYMMDDTHHMMSSZ>-<ES256|EdDSA|RS256>-<id>.pem")
+        raise KeyFileError(f"{path}: name must be <YYYYMMDDTHHMMSSZ>-<ES256|EdDSA|RS256>-<id>.pem")
     mode = path.stat().st_mode
     if mode & 0o077:
-        raise KeyError_(f"{path}: private key is readable by others (chmod 600)")
+        raise KeyFileError(f"{path}: private key is readable by others (chmod 600)")
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as exc:
-        raise KeyError_(f"{path}: not a PEM private key ({type(exc).__name__})") from None
+        raise KeyFileError(f"{path}: not a PEM private key ({type(exc).__name__})") from None
     alg = match["alg"]
     if not isinstance(key, _expected_type(alg)):
-        raise KeyError_(f"{path}: key type does not match {alg}")
+        raise KeyFileError(f"{path}: key type does not match {alg}")
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name != "secp256r1":
-        raise KeyError_(f"{path}: ES256 needs a P-256 key")
+        raise KeyFileError(f"{path}: ES256 needs a P-256 key")
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
-        raise KeyError_(f"{path}: RS256 needs at least 2048 bits")
+        raise KeyFileError(f"{path}: RS256 needs at least 2048 bits")
     created = _created(path.stem)
     assert isinstance(key, PrivateKey)
     return SigningKey(path.stem, alg, created, key, _public_jwk(key, path.stem, alg))
@@ -120,7 +120,7 @@ def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey
     elif alg == "RS256":
         key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     else:
-        raise KeyError_(f"unsupported signing algorithm {alg!r}")
+        raise KeyFileError(f"unsupported signing algorithm {alg!r}")
     created = int(now if now is not None else time.time())
     # "The newest key signs" must be unambiguous: a key created within the same second as an
     # existing one is stamped one second after the newest, so creation order is name order.
@@ -151,7 +151,7 @@ class KeyRing:
 
     def __init__(self, keys: Sequence[SigningKey], retire_after: int) -> None:
         if not keys:
-            raise KeyError_("no signing keys")
+            raise KeyFileError("no signing keys")
         self.keys = sorted(keys, key=lambda k: (k.created_at, k.kid))
         self.retire_after = retire_after
         self._by_kid = {k.kid: k for k in self.keys}
@@ -196,13 +196,13 @@ class KeyStore:
 
     def _scan(self) -> tuple[str, ...]:
         if not self.keys_dir.is_dir():
-            raise KeyError_(f"{self.keys_dir}: key directory does not exist")
+            raise KeyFileError(f"{self.keys_dir}: key directory does not exist")
         return tuple(sorted(p.name for p in self.keys_dir.glob("*.pem")))
 
     def _load(self) -> KeyRing:
         listing = self._scan()
         if not listing:
-            raise KeyError_(f"{self.keys_dir}: no signing keys (run 'sts keys generate')")
+            raise KeyFileError(f"{self.keys_dir}: no signing keys (run 'sts keys generate')")
         ring = KeyRing([load_key(self.keys_dir / name) for name in listing], self.retire_after)
         self._listing, self._checked = listing, time.monotonic()
         return ring
@@ -216,7 +216,7 @@ class KeyStore:
                     try:
                         if self._scan() != self._listing:
                             self._ring = self._load()
-                    except (KeyError_, OSError) as exc:
+                    except (KeyFileError, OSError) as exc:
                         # A bad file dropped into a shared directory must not take the
                         # service down: keep signing with the keys already loaded, loudly.
                         log.error(

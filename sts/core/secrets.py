@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sts.core.domain import CredentialView
-from sts.core.keys import KeyError_
+from sts.core.keys import KeyFileError
 
 HASH_KEY_FILE = "credential-hash.key"
 _PREFIX = "hmac-sha256$"
@@ -35,7 +35,7 @@ def new_credential_id(prefix: str = "cred") -> str:
 class SecretHasher:
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
-            raise KeyError_("credential hashing key must be at least 32 bytes")
+            raise KeyFileError("credential hashing key must be at least 32 bytes")
         self._key = key
 
     def hash(self, secret: str) -> str:
@@ -61,14 +61,14 @@ def load_hash_key(keys_dir: Path, create: bool) -> bytes:
     path = keys_dir / HASH_KEY_FILE
     if not path.exists():
         if not create:
-            raise KeyError_(f"{path}: credential hashing key missing")
+            raise KeyFileError(f"{path}: credential hashing key missing")
         keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")
     if path.stat().st_mode & 0o077:
-        raise KeyError_(f"{path}: credential hashing key is readable by others (chmod 600)")
+        raise KeyFileError(f"{path}: credential hashing key is readable by others (chmod 600)")
     try:
         return bytes.fromhex(path.read_text().strip())
     except ValueError:
-        raise KeyError_(f"{path}: credential hashing key must be hex") from None
+        raise KeyFileError(f"{path}: credential hashing key must be hex") from None

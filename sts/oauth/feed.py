@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sts.core import errors
-from sts.oauth.rfc7662 import JSON_NO_STORE, Response, own_live_token
+from sts.core.response import JSON_NO_STORE, Response
+from sts.oauth.rfc7662 import own_live_token
 
 if TYPE_CHECKING:
     from sts.oauth.rfc6749.request import TokenRequest

@@ -21,9 +21,11 @@ from jwt.exceptions import InvalidTokenError, PyJWTError
 
 from sts.core import jws
 from sts.core.chain import Actor, Chain, ChainError
-from sts.core.domain import MAX_LINEAGE, scope_set
+from sts.core.domain import MAX_LINEAGE
 from sts.core.errors import InvalidRequest
 from sts.core.jwks import JwksCache, JwksUnavailable
+from sts.core.lineage import void_reason
+from sts.core.scopes import scope_set
 from sts.oauth.rfc9068 import ACCESS_TOKEN_TYP
 
 if TYPE_CHECKING:
@@ -33,6 +35,13 @@ if TYPE_CHECKING:
     from sts.core.settings import Settings
 
 _AT_JWT_TYPES = {ACCESS_TOKEN_TYP, "application/at+jwt"}
+#: The audit trail's words for a void hop (a hop of the token's own lineage or an ancestor's).
+_VOID_REASONS = {
+    "revoked": "token or an ancestor is revoked",
+    "actor disabled": "an identity in the chain is disabled",
+    "actor missing": "an identity in the chain is disabled",
+    "rule no longer in force": "a rule that minted the chain is no longer in force",
+}
 
 
 @dataclass(frozen=True)
@@ -260,11 +269,10 @@ class TokenValidator:
         if own.subject != sub or own.chain != chain.subs() or own.txn != claims.get("txn"):
             raise fail("token does not match its lineage")
         for hop in hops:
-            if hop.revoked:
-                raise fail("token or an ancestor is revoked")
-            if hop.actor_status != "active":
-                raise fail("an identity in the chain is disabled")
-            if not hop.rule_in_force:
-                raise fail("a rule that minted the chain is no longer in force")
+            void = void_reason(
+                revoked=hop.revoked, actor_status=hop.actor_status, rule_in_force=hop.rule_in_force
+            )
+            if void is not None:
+                raise fail(_VOID_REASONS[void])
         if hops[-1].parent_jti is not None:
             raise fail("lineage incomplete")

@@ -19,17 +19,11 @@ from jwt.exceptions import PyJWKSetError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from sts.core.domain import (
-    ASYMMETRIC_JWS_ALGORITHMS,
-    CLIENT_CREDENTIALS,
-    GRANT_TYPES,
-    KINDS,
-    TOKEN_EXCHANGE,
-    scope_str,
-)
+from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS, GRANT_TYPES, KINDS
 from sts.core.errors import InvalidScope
+from sts.core.scopes import parse_scope, scope_str
 from sts.core.secrets import SecretHasher, generate_secret, new_credential_id
-from sts.oauth.rfc6749.grants import parse_scope
+from sts.core.token_types import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 from sts.store.models import AuditEvent, Credential, Nhi, NhiResource, TrustedIssuer
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

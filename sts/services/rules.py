@@ -15,9 +15,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from sts.core.domain import KINDS, scope_str
+from sts.core.domain import KINDS
 from sts.core.errors import InvalidScope
-from sts.oauth.rfc6749.grants import parse_scope
+from sts.core.scopes import parse_scope, scope_str
 from sts.services.registry import RegistryError, audit_admin_action, invalid
 from sts.store.models import DelegationRule, Nhi, RuleTarget
 

@@ -26,8 +26,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from sts.core.domain import MAX_LINEAGE, Client, CredentialView, Target, scope_set
+from sts.core.domain import MAX_LINEAGE, Client, CredentialView, Target
+from sts.core.lineage import rule_in_force
 from sts.core.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
+from sts.core.scopes import scope_set
 from sts.store.models import (
     AuditEvent,
     AuthFailure,
@@ -502,11 +504,7 @@ class SqlStore:
                 actor_id=r.actor_id,
                 actor_status=r.actor_status,
                 rule_id=r.rule_id,
-                rule_in_force=r.rule_id is None
-                or (
-                    r.rule_status == "enabled"
-                    and (r.rule_expires_at is None or r.rule_expires_at > now)
-                ),
+                rule_in_force=rule_in_force(r.rule_id, r.rule_status, r.rule_expires_at, now),
                 revoked=r.revoked_at is not None,
                 chain=tuple(r.chain or ()),
                 target=r.target,

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from sts.admin_api import init_app as init_admin_api
 from sts.core import errors, logs
 from sts.core.clock import Clock
+from sts.core.response import Response as EndpointResponse
 from sts.core.settings import Settings
 from sts.oauth import feed, rfc7009, rfc7662
 from sts.oauth.rfc6749 import TokenRequest
@@ -50,7 +51,7 @@ def _error(err: errors.StsError) -> Response:
 def revocation_feed() -> Response:
     rt = runtime()
 
-    def handler(oauth_request: TokenRequest) -> rfc7662.Response:
+    def handler(oauth_request: TokenRequest) -> EndpointResponse:
         try:
             feed.authenticate_poller(rt.server, oauth_request)
         except errors.StsError as err:

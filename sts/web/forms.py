@@ -23,9 +23,9 @@ from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_input_stream
 
 from sts.core import errors
+from sts.core.response import Response
 from sts.oauth.rfc6749 import TokenRequest
 from sts.oauth.rfc6749.request import check_parameter_lengths
-from sts.oauth.rfc7662 import Response
 from sts.store.db import is_unavailable
 from sts.store.sql import SqlStore
 

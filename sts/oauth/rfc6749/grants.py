@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 
-from sts.core.domain import AUTH_METHODS, CLIENT_CREDENTIALS, Client, scope_set, scope_str
+from sts.core.domain import AUTH_METHODS, Client
 from sts.core.errors import InvalidScope, UnauthorizedClient
 from sts.core.ports import AuditRecord, IssuedRecord
+from sts.core.response import Response
+from sts.core.scopes import parse_scope, scope_str
+from sts.core.token_types import CLIENT_CREDENTIALS
 from sts.oauth.rfc9068 import AccessToken, new_jti
 from sts.oauth.targets import resolve_target
 
@@ -17,21 +19,6 @@ if TYPE_CHECKING:
     from sts.core.domain import Target
     from sts.oauth.rfc6749.request import TokenRequest
     from sts.oauth.server import ChainAuthorizationServer
-
-#: RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), space-delimited.
-_SCOPE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$")
-MAX_SCOPE_LENGTH = 1024
-
-TokenResponse = tuple[int, dict[str, Any], list[tuple[str, str]]]
-
-
-def parse_scope(value: str | None) -> frozenset[str] | None:
-    """The requested scope set, ``None`` when not requested; malformed is ``invalid_scope``."""
-    if value is None:
-        return None
-    if len(value) > MAX_SCOPE_LENGTH or not _SCOPE.match(value):
-        raise InvalidScope("malformed scope parameter", "The scope parameter is malformed.")
-    return scope_set(value)
 
 
 class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
@@ -57,7 +44,7 @@ class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         rule_id: str | None,
         chain: tuple[str, ...],
         extra: dict[str, Any],
-    ) -> TokenResponse:
+    ) -> Response:
         """Sign, record lineage and the audit event (same transaction), and respond."""
         request = self.request
         client = request.client
@@ -131,7 +118,7 @@ class ClientCredentialsGrant(StsGrant):
             self.request.store, self.request.params("audience"), self.request.params("resource")
         )
 
-    def create_token_response(self) -> TokenResponse:
+    def create_token_response(self) -> Response:
         request, settings = self.request, self.server.settings
         client = request.client
         assert client is not None

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from sts.core import errors
 from sts.core.domain import Client
-from sts.oauth.rfc7662 import JSON_NO_STORE, Response, own_live_token, token_param
+from sts.core.response import JSON_NO_STORE, Response
+from sts.oauth.rfc7662 import own_live_token, token_param
 
 if TYPE_CHECKING:
     from sts.oauth.rfc6749.request import TokenRequest

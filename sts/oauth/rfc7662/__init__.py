@@ -9,18 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sts.core import errors
+from sts.core.response import JSON_NO_STORE, Response
 
 if TYPE_CHECKING:
     from sts.oauth.rfc6749.request import TokenRequest
     from sts.oauth.server import ChainAuthorizationServer
     from sts.oauth.validation import ValidatedToken
 
-Response = tuple[int, dict[str, Any], list[tuple[str, str]]]
-JSON_NO_STORE = [
-    ("Content-Type", "application/json"),
-    ("Cache-Control", "no-store"),
-    ("Pragma", "no-cache"),
-]
 INACTIVE: dict[str, Any] = {"active": False}
 
 

@@ -15,12 +15,15 @@ from jwt.exceptions import InvalidTokenError
 
 from sts.core import jws
 from sts.core.chain import Actor, Chain, ChainError
-from sts.core.domain import TOKEN_EXCHANGE, Client, Target, scope_str
+from sts.core.domain import Client, Target
 from sts.core.errors import InvalidRequest, InvalidTarget
 from sts.core.policy import Decision, Subject, decide
 from sts.core.ports import RuleView
+from sts.core.response import Response
+from sts.core.scopes import scope_str
+from sts.core.token_types import TOKEN_EXCHANGE
 from sts.oauth.rfc6749.client_auth import claimed_client_id
-from sts.oauth.rfc6749.grants import StsGrant, TokenResponse
+from sts.oauth.rfc6749.grants import StsGrant
 from sts.oauth.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.oauth.rfc9068 import AccessToken, new_jti
 from sts.oauth.targets import resolve_target
@@ -251,7 +254,7 @@ class TokenExchangeGrant(StsGrant):
         return decision
 
     # -- mint, record, respond ------------------------------------------------------------
-    def create_token_response(self) -> TokenResponse:
+    def create_token_response(self) -> Response:
         """RFC 8693 §2.2.1."""
         request, settings, hop = self.request, self.server.settings, self.exchange
         jti = new_jti()
