@@ -108,28 +108,26 @@ class RuleView:
     targets: frozenset[int | None]
 
 
-class Store(Protocol):
+@dataclass(frozen=True)
+class ExchangeHints:
+    """What one exchange is about to ask the store, as far as the form alone tells (every
+    value is unverified: each step still checks its own)."""
+
+    #: The client the request claims to be.
+    client_id: str | None = None
+    #: The subject token's issuer, when it is not this STS.
+    issuer: str | None = None
+    #: The one audience the request names, if it names exactly one.
+    target: str | None = None
+    #: This STS's own tokens (subject, actor) whose lineages will be walked.
+    own_jtis: tuple[str, ...] = ()
+
+
+class ClientStore(Protocol):
+    """Clients as the token endpoint authenticates them (DESIGN §5.1)."""
+
     def client(self, client_id: str, now: int) -> Client | None:
         """The NHI with its credentials live at ``now``, or ``None``."""
-
-    def prefetch(
-        self,
-        *,
-        client_id: str | None,
-        issuer: str | None,
-        target: str | None,
-        rules: bool,
-        now: int,
-    ) -> None:
-        """Read ahead, in one round trip where the store can, what :meth:`client`,
-        :meth:`trusted_issuer`, :meth:`target_by_name` and (with ``rules``) :meth:`rules_for`
-        of that client and target are about to be asked, taking the same row locks in the
-        same order. Purely an optimisation: those methods answer the same without it."""
-
-    def prefetch_lineage(self, jtis: tuple[str, ...]) -> None:
-        """Read ahead what :meth:`lineage` of each of these tokens is about to be asked: their
-        transaction roots locked in key order, then all the walks, in as few round trips as
-        the store can. The caller takes care that no issuer or rule lock precedes it."""
 
     def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
         """Count a failed authentication of a registered client in the current window."""
@@ -140,26 +138,42 @@ class Store(Protocol):
         """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was
         seen before (a replay)."""
 
+
+class TargetStore(Protocol):
+    """Registered NHIs as the next hop of a chain (DESIGN §3, §5.6)."""
+
     def target_by_name(self, name: str) -> Target | None: ...
 
     def target_by_resource(self, uri: str) -> Target | None: ...
 
-    def record_token(self, record: IssuedRecord) -> None: ...
-
-    def audit(self, record: AuditRecord) -> None: ...
-
-    def record_issued(self, record: IssuedRecord, event: AuditRecord) -> None:
-        """The lineage row of an issued token and its audit event, together."""
-
     def nhi_by_sub(self, sub: str) -> Target | None: ...
 
+
+class PolicyStore(Protocol):
+    """What policy judges a chain by: trusted issuers and delegation rules (DESIGN §5.5)."""
+
     def trusted_issuer(self, issuer: str) -> IssuerConfig | None: ...
+
+    def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
+        """Enabled, unexpired rules of this actor that name this target (or ``*``)."""
+
+
+class LineageStore(Protocol):
+    """Every issued token's lineage (DESIGN §5.10)."""
 
     def lineage(self, jti: str, now: int) -> list[Hop]:
         """The token's lineage row and its ancestors', the token itself first."""
 
-    def rules_for(self, actor_id: int, target_id: int, now: int) -> list[RuleView]:
-        """Enabled, unexpired rules of this actor that name this target (or ``*``)."""
+    def record_issued(self, record: IssuedRecord, event: AuditRecord) -> None:
+        """The lineage row of an issued token and its audit event, together."""
+
+
+class AuditStore(Protocol):
+    def audit(self, record: AuditRecord) -> None: ...
+
+
+class RevocationStore(Protocol):
+    """Revocations as the RFC 7009 endpoint and the feed see them (DESIGN §7)."""
 
     def serialize_revocations(self) -> None:
         """Wait for any revocation in flight; hold the turn until this transaction ends."""
@@ -171,3 +185,26 @@ class Store(Protocol):
         self, cursor: tuple[int, str], now: int, limit: int
     ) -> list[tuple[int, str, int]]:
         """Revoked, unexpired tokens after ``cursor`` as (revocation id, jti, exp), in order."""
+
+
+class Store(
+    ClientStore,
+    TargetStore,
+    PolicyStore,
+    LineageStore,
+    AuditStore,
+    RevocationStore,
+    Protocol,
+):
+    """The store of one request, whose transaction the caller owns.
+
+    Read-ahead and lock order are the store's business: the protocol says up front what an
+    exchange will ask (:meth:`expect`), then asks each question in its own terms. Whatever the
+    store fetches early, every lookup answers exactly as it would without the hints.
+    """
+
+    def expect(self, hints: ExchangeHints, now: int) -> None:
+        """Prepare for the exchange these hints describe. The store must keep revocations
+        safe: locks are taken in the order a revocation takes them (transaction roots before
+        any issuer or rule), and the roots of ``own_jtis`` are locked only when a lineage is
+        first asked for, which the protocol does only for an authenticated client."""

@@ -13,7 +13,8 @@ from sts.core.response import JSON_NO_STORE, Response
 from sts.oauth.rfc7662 import own_live_token
 
 if TYPE_CHECKING:
-    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.core.ports import RevocationStore, Store
+    from sts.oauth.rfc6749.request import OAuthRequest
     from sts.oauth.server import ChainAuthorizationServer
 
 FEED_PAGE = 1000
@@ -21,18 +22,19 @@ FEED_PAGE = 1000
 MAX_REVOCATION_ID = 2**31 - 1
 
 
-def authenticate_poller(server: ChainAuthorizationServer, request: TokenRequest) -> None:
+def authenticate_poller(
+    server: ChainAuthorizationServer, request: OAuthRequest, store: Store
+) -> None:
     """A resource server polls with HTTP Basic client credentials, or with a bearer token
     this STS issued to it for itself (``aud`` = this STS) by ``client_credentials``."""
     authorization = request.headers.get("Authorization") or ""
     scheme, _, credential = authorization.partition(" ")
     if scheme.lower() != "bearer":
-        server.authenticate(request)
+        server.authenticate(request, store)
         return
-    found = own_live_token(server, request, credential.strip())
+    found = own_live_token(server, store, request.now, credential.strip())
     if found is None or server.settings.issuer not in found.aud or found.chain.depth:
         raise errors.InvalidClient("feed bearer token not acceptable")
-    request.audit["client_id"] = found.claims.get("client_id")
 
 
 def parse_cursor(value: str | None) -> tuple[int, str]:
@@ -54,11 +56,11 @@ def parse_cursor(value: str | None) -> tuple[int, str]:
     return int(rid), jti
 
 
-def feed(request: TokenRequest, since: str | None) -> Response:
+def feed(store: RevocationStore, now: int, since: str | None) -> Response:
     """Revoked, still-unexpired ``jti``s after a cursor, in revocation order, one page at a
     time: cheap enough to poll every second (one indexed range scan)."""
     cursor = parse_cursor(since)
-    rows = request.store.revoked_since(cursor, request.now, FEED_PAGE + 1)
+    rows = store.revoked_since(cursor, now, FEED_PAGE + 1)
     page = rows[:FEED_PAGE]
     last = page[-1] if page else None
     next_cursor = f"{last[0]}.{last[1]}" if last else (since or "")

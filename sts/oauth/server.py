@@ -1,35 +1,40 @@
 """The authorization server: Authlib's framework-free core, wired for Chain STS.
 
-``token_response`` is the token endpoint as a pipeline of named steps (DESIGN §5):
-parse (repeated parameters, grant type) → the grant's own steps (authenticate the client,
-validate, decide) → mint → record → respond. It returns ``(status, body, headers)`` and never
-touches the web framework; the caller owns the database transaction.
+``token_response`` is the token endpoint (DESIGN §5): parse (repeated parameters, grant
+type) → the grant, which authenticates, validates, decides, mints and records → respond. It
+returns ``(status, body, headers)`` and never touches the web framework; the caller owns the
+store's transaction and commits it before the answer leaves.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error, UnsupportedGrantTypeError
 
 from sts.core import errors
-from sts.core.domain import Client
-from sts.core.jwks import JwksCache
-from sts.core.keys import KeyStore
-from sts.core.ports import AuditRecord
-from sts.core.secrets import SecretHasher
-from sts.core.settings import Settings
+from sts.oauth.audit_facts import AuditFacts, Denied
 from sts.oauth.rfc6749 import (
+    ClientAuthenticator,
     ClientCredentialsGrant,
-    TokenRequest,
-    authenticate_client_secret_basic,
-    authenticate_client_secret_post,
+    ClientSecretBasic,
+    ClientSecretPost,
 )
-from sts.oauth.rfc6749.client_auth import detect_auth_method
-from sts.oauth.rfc7523 import authenticate_private_key_jwt
-from sts.oauth.rfc8693 import TokenExchangeGrant
+from sts.oauth.rfc7523 import PrivateKeyJwt
+from sts.oauth.rfc8693 import TokenExchange, TokenExchangeGrant
 from sts.oauth.validation import TokenValidator
+
+if TYPE_CHECKING:
+    from sts.core.jwks import JwksCache
+    from sts.core.keys import KeyStore
+    from sts.core.ports import AuditStore, ClientStore, Store
+    from sts.core.response import Response
+    from sts.core.secrets import SecretHasher
+    from sts.core.settings import Settings
+    from sts.oauth.rfc6749.client_auth import Authenticated
+    from sts.oauth.rfc6749.grants import StsGrant
+    from sts.oauth.rfc6749.request import OAuthRequest
 
 log = logging.getLogger("sts.token")
 
@@ -62,124 +67,81 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.keys = keys
-        self.register_client_auth_method(
-            "client_secret_basic", authenticate_client_secret_basic(hasher)
-        )
-        self.register_client_auth_method(
-            "client_secret_post", authenticate_client_secret_post(hasher)
-        )
-        self.register_client_auth_method(
-            "private_key_jwt",
-            authenticate_private_key_jwt(
-                [settings.token_endpoint, settings.issuer],
-                settings.leeway,
-                settings.max_token_bytes,
-                jwks_cache,
-            ),
+        audiences = [settings.token_endpoint, settings.issuer]
+        self.authenticator = ClientAuthenticator(
+            settings,
+            [
+                ClientSecretBasic(hasher),
+                ClientSecretPost(hasher),
+                PrivateKeyJwt(audiences, settings.leeway, settings.max_token_bytes, jwks_cache),
+            ],
         )
         self.validator = TokenValidator(settings, keys, jwks_cache)
+        self.token_exchange = TokenExchange(settings, self.validator, keys, self.authenticator)
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(TokenExchangeGrant)
 
-    # The registered authentication methods look clients up through the request's store.
-    def query_client(self, client_id: str) -> Any:
+    def query_client(self, client_id: str) -> None:
         raise NotImplementedError("clients are looked up through the request's store")
 
-    def authenticate_client(
-        self, request: TokenRequest, methods: list[str], endpoint: str = "token"
-    ) -> Any:
-        if self._client_auth is None:
-            raise RuntimeError("client authentication methods are not registered")
-        return self._client_auth(request, methods, endpoint)
-
-    def authenticate(self, request: TokenRequest) -> Client:
-        """RFC 6749 §2.3: the one method the request uses (DESIGN §5.1), at any endpoint."""
-        method = detect_auth_method(request)
-        settings = self.settings
-        try:
-            client: Client = self.authenticate_client(request, [method])
-            # Checked after the credential, so a throttled client costs the same work (and
-            # time) as any other and the answer is the same bytes: nothing tells an attacker
-            # that the id exists or that it is throttled.
-            if client.throttled(
-                request.now, settings.auth_failure_limit, settings.auth_failure_window
-            ):
-                raise errors.InvalidClient("throttled: too many failed authentications")
-        except OAuth2Error as err:
-            attempted = request.audit.get("client_id")
-            if err.error == "invalid_client" and attempted:
-                request.store.record_auth_failure(
-                    attempted, request.now, settings.auth_failure_window
-                )
-            raise
-        if client.failures:
-            request.store.clear_auth_failures(client.client_id)
-        request.client = client
-        request.audit["client_id"] = client.client_id
-        return client
-
-    def register_client_auth_method(self, method: str, func: Any) -> None:
-        def bound(_query_client: Any, request: TokenRequest) -> Any:
-            return func(lambda cid: request.store.client(cid, request.now), request)
-
-        super().register_client_auth_method(method, bound)
-
-    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+    def send_signal(self, name: str, *args: object, **kwargs: object) -> None:
         """No signals: audit events are written explicitly, in the request's transaction."""
 
     @property
     def grant_types(self) -> list[str]:
         return [grant.GRANT_TYPE for grant, _ in self._token_grants]
 
-    def token_response(self, request: TokenRequest) -> tuple[int, dict[str, Any], list[Any]]:
+    def authenticate(
+        self, request: OAuthRequest, store: ClientStore, facts: AuditFacts | None = None
+    ) -> Authenticated:
+        """RFC 6749 §2.3: the one method the request uses (DESIGN §5.1), at any endpoint."""
+        return self.authenticator.authenticate(request, store, facts or AuditFacts())
+
+    def token_response(self, request: OAuthRequest, store: Store) -> Response:
         """POST /token (RFC 6749 §3.2, §5; RFC 8693 §2)."""
+        facts = AuditFacts()
         try:
             request.reject_repeated_parameters()
             if not request.param("grant_type"):
                 raise errors.InvalidRequest("missing grant_type", "Missing grant_type.")
             try:
-                grant = self.get_token_grant(request)
+                grant: StsGrant = self.get_token_grant(request)
             except UnsupportedGrantTypeError:
                 raise errors.UnsupportedGrantType("unsupported grant_type") from None
-            request.audit["grant_type"] = grant.GRANT_TYPE
-            grant.validate_token_request()
-            status, body, headers = grant.create_token_response()
-            return status, body, headers
+            facts = facts.but(grant_type=grant.GRANT_TYPE)
+            return grant.respond(store, facts)
+        except Denied as denied:
+            err, facts = as_sts_error(denied.error), denied.facts
         except OAuth2Error as raised:
             err = as_sts_error(raised)
-            self.record_denial(request, err)
-            return err.response()
+        self.record_denial(store, request, err, facts)
+        return err.response()
+
+    def refuse(
+        self, store: AuditStore, request: OAuthRequest, exc: Denied | errors.StsError, event: str
+    ) -> Response:
+        """Record a refusal at an endpoint and answer it."""
+        err, facts = (exc.error, exc.facts) if isinstance(exc, Denied) else (exc, AuditFacts())
+        self.record_denial(store, request, err, facts, event)
+        return err.response()
 
     def record_denial(
-        self, request: TokenRequest, err: errors.StsError, event: str = "token.denied"
+        self,
+        store: AuditStore,
+        request: OAuthRequest,
+        err: errors.StsError,
+        facts: AuditFacts,
+        event: str = "token.denied",
     ) -> None:
-        facts = request.audit
-        request.store.audit(
-            AuditRecord(
-                at=request.now,
-                event=event,
-                decision="denied",
-                reason=err.reason,
-                request_id=request.request_id,
-                client_id=facts.get("client_id"),
-                credential_id=request.credential_id,
-                subject=facts.get("subject"),
-                target=facts.get("target"),
-                scope=facts.get("scope"),
-                parent_jti=facts.get("parent_jti"),
-                txn=facts.get("txn"),
-                rule_id=facts.get("rule_id"),
-                chain=tuple(facts.get("chain", ())),
-                detail={"error": err.error, "grant_type": facts.get("grant_type")},
-            )
-        )
+        record = facts.denial(err, at=request.now, request_id=request.request_id, event=event)
+        store.audit(record)
         log.info(
             "token denied",
             extra={
                 "event": event,
                 "error": err.error,
                 "reason": err.reason,
-                "client_id": facts.get("client_id"),
+                "client_id": record.client_id,
                 "request_id": request.request_id,
             },
         )

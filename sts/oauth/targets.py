@@ -13,7 +13,7 @@ from sts.core.errors import InvalidTarget
 
 if TYPE_CHECKING:
     from sts.core.domain import Target
-    from sts.core.ports import Store
+    from sts.core.ports import TargetStore
 
 MAX_TARGET_VALUES = 10
 MAX_TARGET_LENGTH = 2048
@@ -28,7 +28,7 @@ def _is_absolute_uri(value: str) -> bool:
     return bool(parts.scheme) and not parts.fragment and "#" not in value
 
 
-def resolve_target(store: Store, audiences: list[str], resources: list[str]) -> Target | None:
+def resolve_target(store: TargetStore, audiences: list[str], resources: list[str]) -> Target | None:
     """The one target named by the request, or ``None`` if it names none."""
     if not audiences and not resources:
         return None

@@ -28,7 +28,7 @@ from sqlalchemy.orm import aliased
 
 from sts.core.domain import MAX_LINEAGE, Client, CredentialView, Target
 from sts.core.lineage import rule_in_force
-from sts.core.ports import AuditRecord, Hop, IssuedRecord, IssuerConfig, RuleView
+from sts.core.ports import AuditRecord, ExchangeHints, Hop, IssuedRecord, IssuerConfig, RuleView
 from sts.core.scopes import scope_set
 from sts.store.models import (
     AuditEvent,
@@ -299,6 +299,8 @@ class SqlStore:
         self._cursor: Any = None
         #: Rows fetched ahead by :meth:`prefetch`, by lookup, for this transaction.
         self._ahead: dict[tuple[Any, ...], list[Any]] = {}
+        #: Own tokens whose lineages :meth:`expect` announced, read at the first walk.
+        self._expected_lineages: tuple[str, ...] = ()
         if conn.dialect.name == "postgresql":
             driver = conn.connection.driver_connection
             assert driver is not None
@@ -334,6 +336,23 @@ class SqlStore:
         """A write to what :meth:`client` reads: its rows read ahead are stale."""
         self._ahead = {k: v for k, v in self._ahead.items() if k[0] != "client"}
         self._run(stmt, params)
+
+    def expect(self, hints: ExchangeHints, now: int) -> None:
+        """The lock order lives here: a revocation locks transaction roots first, then
+        issuers and rules. With lineages to walk, their roots are locked (all in one
+        statement, in key order) at the first :meth:`lineage` asked, which the protocol asks
+        only once the client is authenticated, so a stranger holding a real token never makes
+        a revocation wait; issuer and rules are then left to their own lookups, after the
+        roots. Without lineages, everything is read ahead at once."""
+        self._expected_lineages = hints.own_jtis
+        lineage = bool(hints.own_jtis)
+        self.prefetch(
+            client_id=hints.client_id,
+            issuer=None if lineage else hints.issuer,
+            target=hints.target,
+            rules=not lineage,
+            now=now,
+        )
 
     def prefetch(
         self,
@@ -488,6 +507,9 @@ class SqlStore:
         """A recursive walk up ``parent_jti`` joined with actor and rule state, after locking
         the transaction's root row (a fresh statement, so it sees any revocation that held
         that lock)."""
+        if self._expected_lineages:
+            expected, self._expected_lineages = self._expected_lineages, ()
+            self.prefetch_lineage(expected)
         rows = self._ahead.get(("lineage", jti))
         if rows is None:
             if self._sql.lock_txn_root is not None:

@@ -13,10 +13,12 @@ from werkzeug.exceptions import HTTPException
 from sts.admin_api import init_app as init_admin_api
 from sts.core import errors, logs
 from sts.core.clock import Clock
+from sts.core.ports import Store
 from sts.core.response import Response as EndpointResponse
 from sts.core.settings import Settings
 from sts.oauth import feed, rfc7009, rfc7662
-from sts.oauth.rfc6749 import TokenRequest
+from sts.oauth.audit_facts import Denied
+from sts.oauth.rfc6749 import OAuthRequest
 from sts.oauth.rfc8414 import (
     FEED_PATH,
     INTROSPECTION_PATH,
@@ -51,13 +53,12 @@ def _error(err: errors.StsError) -> Response:
 def revocation_feed() -> Response:
     rt = runtime()
 
-    def handler(oauth_request: TokenRequest) -> EndpointResponse:
+    def handler(oauth_request: OAuthRequest, store: Store) -> EndpointResponse:
         try:
-            feed.authenticate_poller(rt.server, oauth_request)
-        except errors.StsError as err:
-            rt.server.record_denial(oauth_request, err, event="feed.denied")
-            return err.response()
-        return feed.feed(oauth_request, request.args.get("since"))
+            feed.authenticate_poller(rt.server, oauth_request, store)
+        except (Denied, errors.StsError) as exc:
+            return rt.server.refuse(store, oauth_request, exc, "feed.denied")
+        return feed.feed(store, oauth_request.now, request.args.get("since"))
 
     status, body, headers = run_in_transaction(
         rt, handler, FEED_PATH, request.method, request.headers, [], g.request_id

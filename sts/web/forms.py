@@ -24,7 +24,7 @@ from werkzeug.wsgi import get_input_stream
 
 from sts.core import errors
 from sts.core.response import Response
-from sts.oauth.rfc6749 import TokenRequest
+from sts.oauth.rfc6749 import OAuthRequest
 from sts.oauth.rfc6749.request import check_parameter_lengths
 from sts.store.db import is_unavailable
 from sts.store.sql import SqlStore
@@ -32,6 +32,7 @@ from sts.store.sql import SqlStore
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from sts.core.ports import Store
     from sts.runtime import Runtime
 
 log = logging.getLogger("sts.web")
@@ -41,7 +42,7 @@ FORM = "application/x-www-form-urlencoded"
 KNOWN_METHODS = frozenset({"POST", "GET", "PUT", "DELETE", "PATCH"})
 _OWN_HEADERS = frozenset({"content-type", "content-length", "x-request-id"})
 
-Handler = Callable[[TokenRequest], Response]
+Handler = Callable[[OAuthRequest, "Store"], Response]
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -96,17 +97,11 @@ def run_in_transaction(
 ) -> Response:
     """Run a protocol endpoint in one transaction; return only after it has committed, so
     the lineage and audit rows exist before any token leaves."""
+    oauth_request = OAuthRequest(
+        method, rt.settings.issuer.rstrip("/") + path, headers, pairs, rt.clock.now(), rid
+    )
     with rt.engine.begin() as conn:
-        oauth_request = TokenRequest(
-            method,
-            rt.settings.issuer.rstrip("/") + path,
-            headers,
-            pairs,
-            SqlStore(conn),
-            rt.clock.now(),
-            rid,
-        )
-        return handler(oauth_request)
+        return handler(oauth_request, SqlStore(conn))
 
 
 def failure(rt: Runtime, exc: Exception, path: str, rid: str) -> errors.StsError:

@@ -2,15 +2,19 @@
 ``client_credentials`` grant (§4.4)."""
 
 from sts.oauth.rfc6749.client_auth import (
-    authenticate_client_secret_basic,
-    authenticate_client_secret_post,
+    Authenticated,
+    ClientAuthenticator,
+    ClientSecretBasic,
+    ClientSecretPost,
 )
 from sts.oauth.rfc6749.grants import ClientCredentialsGrant
-from sts.oauth.rfc6749.request import TokenRequest
+from sts.oauth.rfc6749.request import OAuthRequest
 
 __all__ = [
+    "Authenticated",
+    "ClientAuthenticator",
     "ClientCredentialsGrant",
-    "TokenRequest",
-    "authenticate_client_secret_basic",
-    "authenticate_client_secret_post",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "OAuthRequest",
 ]

@@ -5,29 +5,54 @@ assertion is ``invalid_request`` (RFC 6749 §2.3: "MUST NOT use more than one au
 method in each request"). Every failure, whether the client is unknown, disabled or the secret
 wrong, answers the same ``invalid_client`` bytes; the reason is kept for the audit trail, and
 an unknown client costs the same hashing work as a known one.
+
+Each method is two steps: :meth:`AuthMethod.claim` reads which client the request names (or
+refuses a malformed request), :meth:`AuthMethod.verify` proves it against the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from jwt.exceptions import InvalidTokenError
 
 from sts.core import jws
-from sts.core.errors import InvalidClient, InvalidRequest
+from sts.core.errors import InvalidClient, InvalidRequest, StsError
+from sts.oauth.audit_facts import AuditFacts, Denied
 
 if TYPE_CHECKING:
     from sts.core.domain import Client
+    from sts.core.ports import ClientStore
     from sts.core.secrets import SecretHasher
-    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.core.settings import Settings
+    from sts.oauth.rfc6749.request import OAuthRequest
 
-QueryClient = Callable[[str], "Client | None"]
 CLIENT_ASSERTION_PARAMS = ("client_assertion", "client_assertion_type")
 
 
-def detect_auth_method(request: TokenRequest) -> str:
+@dataclass(frozen=True)
+class Authenticated:
+    """The client a request proved to be, and the credential it proved it with."""
+
+    client: Client
+    credential_id: str | None
+
+
+class AuthMethod(Protocol):
+    name: str
+
+    def claim(self, request: OAuthRequest) -> str | None:
+        """The client_id the request names, unverified; refuses a malformed request."""
+
+    def verify(
+        self, request: OAuthRequest, client_id: str | None, store: ClientStore
+    ) -> Authenticated:
+        """Prove the claim, or raise ``invalid_client`` (or ``invalid_request``)."""
+
+
+def detect_auth_method(request: OAuthRequest) -> str:
     """Name the one authentication method the request uses."""
     authorization = request.headers.get("Authorization") or ""
     used = []
@@ -49,10 +74,10 @@ def detect_auth_method(request: TokenRequest) -> str:
     return used[0]
 
 
-def claimed_client_id(request: TokenRequest, max_assertion_bytes: int) -> str | None:
-    """The client_id the request claims, unchecked: HTTP Basic, a body ``client_id`` with a
-    secret, or the ``sub`` of a client assertion (RFC 7523 §3); ``None`` if it names none. An
-    assertion over the size limit is not even parsed (its own step refuses it)."""
+def claimed_client_id(request: OAuthRequest, max_assertion_bytes: int) -> str | None:
+    """The client_id the request claims, unchecked and without refusing anything: HTTP Basic,
+    a body ``client_id`` with a secret, or the ``sub`` of a client assertion (RFC 7523 §3);
+    ``None`` if it names none. An assertion over the size limit is not even parsed."""
     if request.headers.get("Authorization"):
         try:
             client_id, _ = extract_basic_authorization(request.headers)
@@ -71,28 +96,37 @@ def claimed_client_id(request: TokenRequest, max_assertion_bytes: int) -> str | 
     return sub if isinstance(sub, str) else None
 
 
-def _check_secret(
-    hasher: SecretHasher,
-    request: TokenRequest,
-    query_client: QueryClient,
-    client_id: str,
-    secret: str,
-) -> Client:
-    request.audit["client_id"] = client_id[:255]
-    client = query_client(client_id)
-    match = hasher.match(secret, client.secrets() if client is not None else [])
-    if client is None:
-        raise InvalidClient("unknown client")
-    if match is None:
-        raise InvalidClient("wrong client secret")
-    if not client.active:
-        raise InvalidClient("client disabled")
-    request.credential_id = match.id
-    return client
+class _SecretMethod:
+    """``client_secret_basic`` and ``client_secret_post``: a secret checked against the
+    client's stored hashes (an unknown client is hashed against nothing, the same work)."""
+
+    def __init__(self, hasher: SecretHasher) -> None:
+        self.hasher = hasher
+
+    def secret(self, request: OAuthRequest) -> str:
+        raise NotImplementedError
+
+    def verify(
+        self, request: OAuthRequest, client_id: str | None, store: ClientStore
+    ) -> Authenticated:
+        assert client_id is not None
+        client = store.client(client_id, request.now)
+        match = self.hasher.match(
+            self.secret(request), client.secrets() if client is not None else []
+        )
+        if client is None:
+            raise InvalidClient("unknown client")
+        if match is None:
+            raise InvalidClient("wrong client secret")
+        if not client.active:
+            raise InvalidClient("client disabled")
+        return Authenticated(client, match.id)
 
 
-def authenticate_client_secret_basic(hasher: SecretHasher) -> Callable[..., Client]:
-    def authenticate(query_client: QueryClient, request: TokenRequest) -> Client:
+class ClientSecretBasic(_SecretMethod):
+    name = "client_secret_basic"
+
+    def claim(self, request: OAuthRequest) -> str | None:
         try:
             client_id, secret = extract_basic_authorization(request.headers)
         except ValueError:  # "Basic " with nothing after it, or credentials not UTF-8
@@ -102,17 +136,55 @@ def authenticate_client_secret_basic(hasher: SecretHasher) -> Callable[..., Clie
         body_client_id = request.param("client_id")
         if body_client_id is not None and body_client_id != client_id:
             raise InvalidRequest("client_id in body differs from Basic credentials")
-        return _check_secret(hasher, request, query_client, client_id, secret)
+        return str(client_id)
 
-    return authenticate
+    def secret(self, request: OAuthRequest) -> str:
+        return str(extract_basic_authorization(request.headers)[1])
 
 
-def authenticate_client_secret_post(hasher: SecretHasher) -> Callable[..., Client]:
-    def authenticate(query_client: QueryClient, request: TokenRequest) -> Client:
+class ClientSecretPost(_SecretMethod):
+    name = "client_secret_post"
+
+    def claim(self, request: OAuthRequest) -> str | None:
         client_id = request.param("client_id")
-        secret = request.param("client_secret")
-        if not client_id or not secret:
+        if not client_id or not request.param("client_secret"):
             raise InvalidClient("missing client_id or client_secret")
-        return _check_secret(hasher, request, query_client, client_id, secret)
+        return client_id
 
-    return authenticate
+    def secret(self, request: OAuthRequest) -> str:
+        return request.param("client_secret") or ""
+
+
+class ClientAuthenticator:
+    """RFC 6749 §2.3 at every endpoint: the one method the request uses, then brute-force
+    throttling (DESIGN §5.1)."""
+
+    def __init__(self, settings: Settings, methods: list[AuthMethod]) -> None:
+        self.settings = settings
+        self.methods = {m.name: m for m in methods}
+
+    def authenticate(
+        self, request: OAuthRequest, store: ClientStore, facts: AuditFacts
+    ) -> Authenticated:
+        """The authenticated client; a refusal is :class:`Denied` with the client the
+        request attempted added to ``facts``."""
+        settings, attempted, done = self.settings, None, None
+        try:
+            method = self.methods[detect_auth_method(request)]
+            attempted = method.claim(request)
+            done = method.verify(request, attempted, store)
+            # Checked after the credential, so a throttled client costs the same work (and
+            # time) as any other and the answer is the same bytes: nothing tells an attacker
+            # that the id exists or that it is throttled.
+            if done.client.throttled(
+                request.now, settings.auth_failure_limit, settings.auth_failure_window
+            ):
+                raise InvalidClient("throttled: too many failed authentications")
+        except StsError as err:
+            if err.error == "invalid_client" and attempted:
+                store.record_auth_failure(attempted, request.now, settings.auth_failure_window)
+            credential_id = done.credential_id if done is not None else None
+            raise Denied(err, facts.but(client_id=attempted, credential_id=credential_id)) from None
+        if done.client.failures:
+            store.clear_auth_failures(done.client.client_id)
+        return done

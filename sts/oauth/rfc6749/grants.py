@@ -1,102 +1,57 @@
-"""The grants' shared shape and the ``client_credentials`` grant (RFC 6749 §4.4, DESIGN §4)."""
+"""The grants' shared shape and the ``client_credentials`` grant (RFC 6749 §4.4, DESIGN §4).
+
+A grant class is the thin adapter Authlib's :class:`AuthorizationServer` dispatches to by
+``grant_type``; the work is done by plain functions that take values and return values.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 
-from sts.core.domain import AUTH_METHODS, Client
-from sts.core.errors import InvalidScope, UnauthorizedClient
-from sts.core.ports import AuditRecord, IssuedRecord
-from sts.core.response import Response
+from sts.core.domain import AUTH_METHODS
+from sts.core.errors import InvalidScope, StsError, UnauthorizedClient
 from sts.core.scopes import parse_scope, scope_str
 from sts.core.token_types import CLIENT_CREDENTIALS
+from sts.oauth.audit_facts import AuditFacts, Denied
+from sts.oauth.issuance import Provenance, issue
 from sts.oauth.rfc9068 import AccessToken, new_jti
 from sts.oauth.targets import resolve_target
 
 if TYPE_CHECKING:
-    from sts.core.domain import Target
-    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.core.ports import Store
+    from sts.core.response import Response
+    from sts.oauth.rfc6749.client_auth import Authenticated, ClientAuthenticator
+    from sts.oauth.rfc6749.request import OAuthRequest
     from sts.oauth.server import ChainAuthorizationServer
 
 
+def authenticate_for_grant(
+    grant_type: str,
+    authenticator: ClientAuthenticator,
+    request: OAuthRequest,
+    store: Store,
+    facts: AuditFacts,
+) -> tuple[Authenticated, AuditFacts]:
+    """RFC 6749 §2.3 and §3.2.1; DESIGN §5.1: the client, allowed this grant."""
+    auth = authenticator.authenticate(request, store, facts)
+    facts = facts.but(client_id=auth.client.client_id, credential_id=auth.credential_id)
+    if not auth.client.check_grant_type(grant_type):
+        raise Denied(UnauthorizedClient(f"grant {grant_type} not allowed for client"), facts)
+    return auth, facts
+
+
 class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
-    """Common steps of every Chain STS grant: one authentication method, grant allowed."""
+    """What every Chain STS grant is to Authlib: a ``GRANT_TYPE`` and :meth:`respond`."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
-    request: TokenRequest
+    request: OAuthRequest
     server: ChainAuthorizationServer
 
-    def authenticate_token_endpoint_client(self) -> Client:
-        """RFC 6749 §2.3 and §3.2.1; DESIGN §5.1."""
-        client = self.server.authenticate(self.request)
-        if not client.check_grant_type(self.GRANT_TYPE):
-            raise UnauthorizedClient(f"grant {self.GRANT_TYPE} not allowed for client")
-        return client
-
-    def issue(
-        self,
-        token: AccessToken,
-        *,
-        parent_jti: str | None,
-        subject_issuer: str,
-        rule_id: str | None,
-        chain: tuple[str, ...],
-        extra: dict[str, Any],
-    ) -> Response:
-        """Sign, record lineage and the audit event (same transaction), and respond."""
-        request = self.request
-        client = request.client
-        assert client is not None
-        lineage = IssuedRecord(
-            jti=token.jti,
-            parent_jti=parent_jti,
-            txn=token.txn,
-            grant_type=self.GRANT_TYPE,
-            subject=token.sub,
-            subject_issuer=subject_issuer,
-            actor_id=client.id,
-            client_id=client.client_id,
-            credential_id=request.credential_id,
-            target=token.aud,
-            scope=token.scope,
-            rule_id=rule_id,
-            chain=chain,
-            issued_at=token.iat,
-            expires_at=token.exp,
-        )
-        signed = token.sign(self.server.keys.ring.signing)
-        request.store.record_issued(
-            lineage,
-            AuditRecord(
-                at=request.now,
-                event="token.issued",
-                decision="allowed",
-                reason="issued",
-                request_id=request.request_id,
-                client_id=lineage.client_id,
-                credential_id=lineage.credential_id,
-                subject=lineage.subject,
-                target=lineage.target,
-                scope=lineage.scope,
-                jti=lineage.jti,
-                parent_jti=lineage.parent_jti,
-                txn=lineage.txn,
-                rule_id=lineage.rule_id,
-                chain=lineage.chain,
-                detail={"grant_type": self.GRANT_TYPE, "exp": token.exp},
-            ),
-        )
-        body: dict[str, Any] = {
-            "access_token": signed,
-            "token_type": "Bearer",
-            "expires_in": token.exp - token.iat,
-            **extra,
-        }
-        if token.scope:
-            body["scope"] = token.scope
-        return 200, body, list(self.TOKEN_RESPONSE_HEADER)
+    def respond(self, store: Store, facts: AuditFacts) -> Response:
+        """The token response, or :class:`Denied` with the facts known when refused."""
+        raise NotImplementedError
 
 
 class ClientCredentialsGrant(StsGrant):
@@ -108,38 +63,39 @@ class ClientCredentialsGrant(StsGrant):
 
     GRANT_TYPE = CLIENT_CREDENTIALS
 
-    def validate_token_request(self) -> None:
-        client = self.authenticate_token_endpoint_client()
-        requested = parse_scope(self.request.param("scope"))
-        if requested is not None and not requested <= client.scopes:
-            raise InvalidScope("requested scope exceeds the client's scopes")
-        self.scopes = client.scopes if requested is None else requested
-        self.target: Target | None = resolve_target(
-            self.request.store, self.request.params("audience"), self.request.params("resource")
+    def respond(self, store: Store, facts: AuditFacts) -> Response:
+        request, server = self.request, self.server
+        settings = server.settings
+        auth, facts = authenticate_for_grant(
+            self.GRANT_TYPE, server.authenticator, request, store, facts
         )
-
-    def create_token_response(self) -> Response:
-        request, settings = self.request, self.server.settings
-        client = request.client
-        assert client is not None
+        client = auth.client
+        try:
+            requested = parse_scope(request.param("scope"))
+            if requested is not None and not requested <= client.scopes:
+                raise InvalidScope("requested scope exceeds the client's scopes")
+            target = resolve_target(store, request.params("audience"), request.params("resource"))
+        except StsError as err:
+            raise Denied(err, facts) from None
         jti = new_jti()
-        aud = self.target.client_id if self.target else settings.issuer
         token = AccessToken(
             iss=settings.issuer,
             sub=client.sub,
-            aud=aud,
+            aud=target.client_id if target else settings.issuer,
             client_id=client.client_id,
-            scope=scope_str(self.scopes),
+            scope=scope_str(client.scopes if requested is None else requested),
             iat=request.now,
             exp=request.now + min(settings.token_ttl, settings.max_token_ttl),
             jti=jti,
             txn=jti,
         )
-        return self.issue(
+        origin = Provenance(self.GRANT_TYPE, None, settings.issuer, None, ())
+        return issue(
             token,
-            parent_jti=None,
-            subject_issuer=settings.issuer,
-            rule_id=None,
-            chain=(),
+            origin,
+            auth,
+            keys=server.keys,
+            store=store,
+            request_id=request.request_id,
             extra={},
         )

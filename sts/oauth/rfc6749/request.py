@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 from sts.core.errors import InvalidRequest
-from sts.core.logs import redact
-
-if TYPE_CHECKING:
-    from sts.core.domain import Client
-    from sts.core.jws import ParsedJWS
-    from sts.core.ports import Store
 
 #: RFC 8693 §2.1 allows these to repeat; every other parameter is single-valued (RFC 6749 §3.2).
 MULTI_VALUED = frozenset({"audience", "resource"})
@@ -46,35 +40,6 @@ KNOWN_PARAMETERS = SHORT_PARAMETERS | {
 }
 
 
-def _masked(value: Any) -> Any:
-    """What a client may put in the wrong field (a secret as client_id, a JWT) is masked as
-    the logs mask it, before it reaches the audit trail."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, tuple | list):
-        return type(value)(_masked(v) for v in value)
-    return value
-
-
-class AuditFacts(dict[str, Any]):
-    """Facts for the audit event of a request. They may echo the client's input (the
-    client_id it attempted), so a value shaped like a credential (a client that swapped its id
-    and secret, or pasted a token) is masked on the way in: it reaches neither the audit trail
-    nor the logs (DESIGN §6, §9)."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, _masked(value))
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-
 class FormPayload(OAuth2Payload):  # type: ignore[misc]
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self._datalist: defaultdict[str, list[str]] = defaultdict(list)
@@ -98,11 +63,11 @@ def check_parameter_lengths(pairs: Iterable[tuple[str, str]]) -> None:
             raise InvalidRequest(f"parameter {name} too large", "Parameter too large.")
 
 
-class TokenRequest(OAuth2Request):  # type: ignore[misc]
-    """An OAuth request to one of the STS endpoints, carrying what the pipeline needs.
-
-    ``store``, ``now`` and ``request_id`` belong to this one request: the store's transaction is
-    owned by the caller that built the request.
+class OAuthRequest(OAuth2Request):  # type: ignore[misc]
+    """A form-POST request to one of the STS endpoints (RFC 6749 §3.2): method, URI, headers
+    and form parameters, with the time and the request id it is judged under. It carries
+    nothing else: the store, the parsed tokens and the audit facts are values the pipeline
+    passes along, never attributes written onto the request.
     """
 
     def __init__(
@@ -111,7 +76,6 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         uri: str,
         headers: Mapping[str, str] | Any,
         form: Iterable[tuple[str, str]],
-        store: Store,
         now: int,
         request_id: str = "",
     ) -> None:
@@ -122,22 +86,15 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         self.headers = headers
         self._body = None
         self.payload = FormPayload(form)
-        self.client: Client | None = None
+        self.client = None
         self.auth_method: str | None = None
         self.user = None
         self.authorization_code = None
         self.refresh_token = None
         self.credential = None
         self._scope = None
-        self.store = store
         self.now = now
         self.request_id = request_id
-        #: Id of the credential the client authenticated with (for lineage and audit).
-        self.credential_id: str | None = None
-        #: Facts gathered by the pipeline for the audit event of this request.
-        self.audit: dict[str, Any] = AuditFacts()
-        #: Tokens of this request already parsed (unverified), so none is parsed twice.
-        self.parsed_tokens: dict[str, ParsedJWS] = {}
 
     @property
     def form(self) -> dict[str, str]:

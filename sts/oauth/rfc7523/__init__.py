@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +23,12 @@ from joserfc.jwk import KeySet
 from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
 from sts.core.errors import InvalidClient, InvalidRequest
 from sts.core.jwks import JwksCache, JwksUnavailable
+from sts.oauth.rfc6749.client_auth import Authenticated, claimed_client_id
 
 if TYPE_CHECKING:
     from sts.core.domain import Client
-    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.core.ports import ClientStore
+    from sts.oauth.rfc6749.request import OAuthRequest
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -39,17 +40,23 @@ def _key_set(jwks_json: str) -> KeySet:
 
 
 class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
-    """One per request, so that ``validate_jti`` can reach the request's store."""
+    """One per request, so that ``validate_jti`` reaches this request's store and clock."""
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def __init__(
-        self, audiences: list[str], leeway: int, jwks_cache: JwksCache, request: TokenRequest
+        self,
+        audiences: list[str],
+        leeway: int,
+        jwks_cache: JwksCache,
+        store: ClientStore,
+        now: int,
     ) -> None:
         super().__init__(validate_jti=True, leeway=leeway)
         self._audiences = audiences
         self._jwks_cache = jwks_cache
-        self._request = request
+        self._store = store
+        self._now = now
         self._exp = 0
 
     def get_audiences(self) -> list[str]:
@@ -73,7 +80,7 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
         # A NumericDate may carry a fraction (RFC 7519 §2): keep the jti past the latest second.
         self._exp = math.ceil(exp) if isinstance(exp, int | float) and math.isfinite(exp) else 0
         registry = jose_jwt.JWTClaimsRegistry(
-            now=self._request.now,
+            now=self._now,
             leeway=self.leeway,
             iss={"essential": True},
             sub={"essential": True},
@@ -94,10 +101,9 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
     def validate_jti(self, claims: Any, jti: Any) -> bool:
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             return False
-        request = self._request
         # Kept until the assertion can no longer pass the exp check, leeway included.
         keep_until = self._exp + self.leeway
-        return request.store.remember_assertion(claims["sub"], jti, keep_until, request.now)
+        return self._store.remember_assertion(claims["sub"], jti, keep_until, self._now)
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         keys: list[dict[str, Any]] = []
@@ -115,26 +121,36 @@ class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
             raise InvalidClient("client JWKS unusable") from None
 
 
-def authenticate_private_key_jwt(
-    audiences: list[str], leeway: int, max_bytes: int, jwks_cache: JwksCache
-) -> Callable[..., Client]:
-    def authenticate(query_client: Callable[[str], Client | None], request: TokenRequest) -> Client:
+class PrivateKeyJwt:
+    """RFC 7523 §2.2: the client proves itself with a JWT signed by one of its keys."""
+
+    name = "private_key_jwt"
+
+    def __init__(
+        self, audiences: list[str], leeway: int, max_bytes: int, jwks_cache: JwksCache
+    ) -> None:
+        self.audiences = audiences
+        self.leeway = leeway
+        self.max_bytes = max_bytes
+        self.jwks_cache = jwks_cache
+
+    def claim(self, request: OAuthRequest) -> str | None:
         if request.param("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidRequest("unsupported client_assertion_type")
         assertion = request.param("client_assertion") or ""
         if not assertion:
             raise InvalidRequest("missing client_assertion")
-        if len(assertion) > max_bytes:
+        if len(assertion) > self.max_bytes:
             raise InvalidRequest("client_assertion too large", "Parameter too large.")
+        return claimed_client_id(request, self.max_bytes)
 
-        def lookup(client_id: str) -> Client | None:
-            request.audit["client_id"] = client_id[:255]
-            return query_client(client_id)
-
+    def verify(
+        self, request: OAuthRequest, client_id: str | None, store: ClientStore
+    ) -> Authenticated:
+        assertion = request.param("client_assertion") or ""
+        verifier = _Assertion(self.audiences, self.leeway, self.jwks_cache, store, request.now)
         try:
-            client: Client | None = _Assertion(audiences, leeway, jwks_cache, request)(
-                lookup, request
-            )
+            client: Client | None = verifier(lambda cid: store.client(cid, request.now), request)
         except InvalidClient:
             raise
         except InvalidClientError as exc:
@@ -146,10 +162,7 @@ def authenticate_private_key_jwt(
             raise InvalidRequest("client_id differs from the client assertion")
         if not client.active:
             raise InvalidClient("client disabled")
-        request.credential_id = _credential_for(client, assertion, jwks_cache)
-        return client
-
-    return authenticate
+        return Authenticated(client, _credential_for(client, assertion, self.jwks_cache))
 
 
 def _credential_for(client: Client, assertion: str, jwks_cache: JwksCache) -> str:

@@ -1,7 +1,7 @@
 """RFC 7662: token introspection (DESIGN §7).
 
-Framework-free, like every endpoint here: it takes a :class:`TokenRequest` whose store
-transaction the caller owns and returns ``(status, body, headers)``.
+Framework-free, like every endpoint here: it takes an :class:`OAuthRequest` and the store
+whose transaction the caller owns, and returns ``(status, body, headers)``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from sts.core import errors
 from sts.core.response import JSON_NO_STORE, Response
+from sts.oauth.audit_facts import Denied
 
 if TYPE_CHECKING:
-    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.core.ports import Store
+    from sts.oauth.rfc6749.request import OAuthRequest
     from sts.oauth.server import ChainAuthorizationServer
     from sts.oauth.validation import ValidatedToken
 
@@ -20,19 +22,19 @@ INACTIVE: dict[str, Any] = {"active": False}
 
 
 def own_live_token(
-    server: ChainAuthorizationServer, request: TokenRequest, token: str
+    server: ChainAuthorizationServer, store: Store, now: int, token: str
 ) -> ValidatedToken | None:
     """The token if it is ours, verifies, has a live lineage and has not expired."""
     try:
-        found = server.validator.validate(token, "introspected", request.store, request.now)
+        found = server.validator.validate(token, "introspected", store, now)
     except errors.InvalidRequest:
         return None
-    if not found.own or found.exp <= request.now:
+    if not found.own or found.exp <= now:
         return None
     return found
 
 
-def token_param(request: TokenRequest) -> str:
+def token_param(request: OAuthRequest) -> str:
     request.reject_repeated_parameters()
     token = request.param("token")
     if not token:
@@ -40,17 +42,16 @@ def token_param(request: TokenRequest) -> str:
     return token
 
 
-def introspect(server: ChainAuthorizationServer, request: TokenRequest) -> Response:
+def introspect(server: ChainAuthorizationServer, request: OAuthRequest, store: Store) -> Response:
     """RFC 7662 §2. Only the token's audience or the client it was issued to may learn about
     it; for anyone else, and for revoked, expired, unknown or malformed tokens, the answer is
     ``{"active": false}`` and nothing more (§2.2)."""
     try:
         token = token_param(request)
-        caller = server.authenticate(request)
-    except errors.StsError as err:
-        server.record_denial(request, err, event="introspection.denied")
-        return err.response()
-    found = own_live_token(server, request, token)
+        caller = server.authenticate(request, store).client
+    except (Denied, errors.StsError) as exc:
+        return server.refuse(store, request, exc, "introspection.denied")
+    found = own_live_token(server, store, request.now, token)
     if found is None or caller.client_id not in {found.claims.get("client_id"), *found.aud}:
         return 200, dict(INACTIVE), JSON_NO_STORE
     claims = found.claims

@@ -14,7 +14,7 @@ from sts.core.scopes import parse_scope
 from sts.core.token_types import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE
 
 if TYPE_CHECKING:
-    from sts.oauth.rfc6749.request import TokenRequest
+    from sts.oauth.rfc6749.request import OAuthRequest
 
 SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, ID_TOKEN_TYPE})
 ACTOR_TOKEN_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE})
@@ -34,14 +34,14 @@ class ExchangeParams:
     resources: list[str]
 
 
-def _bounded(request: TokenRequest, name: str, max_bytes: int) -> str | None:
+def _bounded(request: OAuthRequest, name: str, max_bytes: int) -> str | None:
     value = request.param(name)
     if value is not None and len(value) > max_bytes:
         raise InvalidRequest(f"{name} too large", "Parameter too large.")
     return value
 
 
-def parse_exchange_params(request: TokenRequest, max_token_bytes: int) -> ExchangeParams:
+def parse_exchange_params(request: OAuthRequest, max_token_bytes: int) -> ExchangeParams:
     subject_token = _bounded(request, "subject_token", max_token_bytes)
     subject_type = _bounded(request, "subject_token_type", 256)
     actor_token = _bounded(request, "actor_token", max_token_bytes)
