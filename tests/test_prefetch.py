@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
-from sts.store import sql
+from sts.store import statements
 from sts.store.sql import SqlStore
 from tests.conftest import Registered
 from tests.exchange_fixtures import exchange
@@ -138,10 +138,10 @@ STATEMENTS = {
     "client": lambda store: store._sql.client,
     "issuer": lambda store: store._sql.issuer,
     "rules": lambda store: store._sql.rules,
-    "target": lambda store: sql._TARGET_BY_NAME,
-    "insert": lambda store: sql._INSERT_BOTH,
-    "lock_roots": lambda store: sql._LOCK_ROOTS,
-    "lineages": lambda store: sql._LINEAGES,
-    "lineage": lambda store: sql._LINEAGE,
+    "target": lambda store: statements.TARGET_BY_NAME,
+    "insert": lambda store: statements.INSERT_BOTH,
+    "lock_roots": lambda store: statements.LOCK_ROOTS,
+    "lineages": lambda store: statements.LINEAGES,
+    "lineage": lambda store: statements.LINEAGE,
     "lock_root": lambda store: store._sql.lock_txn_root,
 }
