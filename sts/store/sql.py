@@ -1,10 +1,8 @@
-"""SQL implementation of :class:`sts.core.ports.Store`: Core statements on one connection.
-
-
-
-On PostgreSQL an exchange reads ahead (:meth:`SqlStore.prefetch`): its client, issuer, target
-and rules in one statement, or its tokens' root locks and lineages in one statement each; any
-other read is one round trip of its own.
+"""SQL implementation of :class:`sts.core.ports.Store`: the statements of
+:mod:`sts.store.statements`, built once at import, run on one connection whose transaction the
+request owns. On PostgreSQL an exchange reads ahead (:meth:`SqlStore.expect`): its client,
+issuer, target and rules in one statement, or its tokens' root locks and lineages in one
+statement each; any other read is one round trip of its own.
 
 Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI, the
 transaction's root token, the issuer, the rules), held until the request commits, so a
