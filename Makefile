@@ -12,10 +12,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck clean demo bench
 
-$(STAMP): pyproject.toml
+# The service SDK is installed from this repository in the same pip call as the server, which
+# depends on it, so pip never looks for chain-sts-client on an index.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -32,8 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check sts sts_demo tests migrations bench
-	$(BIN)/ruff format --check sts sts_demo
+	$(BIN)/ruff check sts sts_demo tests migrations bench clients/python
+	$(BIN)/ruff format --check sts sts_demo clients/python
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

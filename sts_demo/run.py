@@ -41,10 +41,10 @@ from typing import IO, Any
 import click
 import jwt
 import requests
+from chain_sts_client import StsClientError, discover
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from sts.client import StsClientError, discover
 from sts.core.keys import generate_key
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings, SettingsError
@@ -459,7 +459,7 @@ def run_demo(issuer: str | None, keep: bool, say: Say) -> int:
         say("\nRegistry (the same calls as these commands):")
         client_secrets = register(settings, names, idp, workdir, say)
 
-        say("\nServices (Flask apps on the sts.client SDK, one process each):")
+        say("\nServices (Flask apps on the chain_sts_client SDK, one process each):")
         urls = start_services(procs, settings, names, idp, client_secrets, say)
 
         say(f"\nRequest 1: {PERSON} asks web for her orders")

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from chain_sts_client import OAuthError, StaticJwks, StsClientError, TokenVerifier
+from chain_sts_client.flask import ChainSts, current_caller, downstream_auth, require_token
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
-
-from sts.client import OAuthError, StaticJwks, StsClientError, TokenVerifier
-from sts.client.flask import ChainSts, current_caller, downstream_auth, require_token
 
 ROLES = ("web", "agent", "tool", "data")
 ORDERS = [

@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from chain_sts_client import ClientSecret, ExchangeClient, HttpResponse, UrllibTransport
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from sts.client import ClientSecret, ExchangeClient, HttpResponse, UrllibTransport
 from sts.core.settings import Settings
 from sts.services import registry, rules
 from tests.exchange_fixtures import PersonIdp

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from sts.client import (
+from chain_sts_client import (
     ClientSecret,
     ExchangeClient,
     InvalidClient,
@@ -13,7 +12,8 @@ from sts.client import (
     PrivateKeyJwt,
     StsUnavailable,
 )
-from sts.client.discovery import metadata_url
+from chain_sts_client.discovery import metadata_url
+
 from tests.helpers import KeyPair, claims_of
 from tests.sdk_fixtures import (  # noqa: F401 - fixtures
     RecordingTransport,

@@ -10,10 +10,10 @@ from typing import Any
 import jwt
 import pytest
 import requests
+from chain_sts_client import StaticJwks, TokenVerifier
+from chain_sts_client.flask import ChainSts, current_caller, downstream_auth, require_token
 from flask import Flask, Response, request
 
-from sts.client import StaticJwks, TokenVerifier
-from sts.client.flask import ChainSts, current_caller, downstream_auth, require_token
 from sts.store import revocation
 from tests.helpers import KeyPair, claims_of
 from tests.sdk_fixtures import (  # noqa: F401 - fixtures

@@ -9,8 +9,7 @@ import time
 
 import jwt
 import pytest
-
-from sts.client import (
+from chain_sts_client import (
     ExchangeClient,
     HttpResponse,
     InsufficientScope,
@@ -24,6 +23,7 @@ from sts.client import (
     TokenVerifier,
     VerificationUnavailable,
 )
+
 from sts.core.keys import generate_key
 from sts.store import revocation
 from tests.helpers import KeyPair, claims_of
@@ -277,7 +277,7 @@ def test_feed_when_the_sts_answers_an_oauth_error_then_the_poll_raises_it(chain)
 
 def test_import_sts_client_when_fresh_interpreter_then_no_server_dependencies_are_loaded():
     probe = (
-        "import sys, sts.client; "
+        "import sys, chain_sts_client; "
         "print(sorted(m for m in ('flask', 'sqlalchemy', 'werkzeug', 'requests', 'authlib', "
         "'psycopg', 'sts.web', 'sts.store') if m in sys.modules))"
     )

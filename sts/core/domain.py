@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chain_sts_client.algorithms import ASYMMETRIC_JWS_ALGORITHMS as SDK_ALGORITHMS
+
 from sts.core.token_types import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 
 KINDS = ("service", "agent", "workload")
@@ -14,19 +16,9 @@ GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
 MAX_LINEAGE = 64
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 #: Asymmetric JWS algorithms accepted from clients and trusted issuers (RFC 8725 §3.1: never
-#: ``none``, never HMAC where a public key is published).
-ASYMMETRIC_JWS_ALGORITHMS = (
-    "ES256",
-    "ES384",
-    "ES512",
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "EdDSA",
-)
+#: ``none``, never HMAC where a public key is published): the service SDK's list, so the STS
+#: and the services that verify its tokens agree.
+ASYMMETRIC_JWS_ALGORITHMS = SDK_ALGORITHMS
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,22 @@
-"""Scopes (RFC 6749 §3.3): a space-delimited, order-free set of scope tokens."""
+"""Scopes (RFC 6749 §3.3): a space-delimited, order-free set of scope tokens.
+
+The reading is the service SDK's (:mod:`chain_sts_client.scopes`), so the STS and the services
+that check the scopes it granted agree; the STS adds the refusal of a malformed request.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from chain_sts_client.scopes import MAX_SCOPE_LENGTH, scope_set, scope_str, well_formed_scope
 
 from sts.core.errors import InvalidScope
 
-#: RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), space-delimited.
-_SCOPE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$")
-MAX_SCOPE_LENGTH = 1024
-
-
-def scope_set(scope: str | Iterable[str] | None) -> frozenset[str]:
-    """The set of scope tokens of a scope string (or of an iterable of tokens)."""
-    if not scope:
-        return frozenset()
-    if isinstance(scope, str):
-        return frozenset(scope.split())
-    return frozenset(scope)
-
-
-def scope_str(scopes: Iterable[str]) -> str:
-    """The canonical scope string: tokens sorted, one space apart."""
-    return " ".join(sorted(scopes))
+__all__ = ["MAX_SCOPE_LENGTH", "parse_scope", "scope_set", "scope_str"]
 
 
 def parse_scope(value: str | None) -> frozenset[str] | None:
     """The requested scope set, ``None`` when not requested; malformed is ``invalid_scope``."""
     if value is None:
         return None
-    if len(value) > MAX_SCOPE_LENGTH or not _SCOPE.match(value):
+    if not well_formed_scope(value):
         raise InvalidScope("malformed scope parameter", "The scope parameter is malformed.")
     return scope_set(value)

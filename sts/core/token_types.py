@@ -1,9 +1,20 @@
-"""Token type identifiers (RFC 8693 §3) and grant type names the STS speaks."""
+"""Token type identifiers (RFC 8693 §3) and grant type names the STS speaks: the service
+SDK's own, so the STS and the services that call it spell them alike."""
 
 from __future__ import annotations
 
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
-ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105
-CLIENT_CREDENTIALS = "client_credentials"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+from chain_sts_client.token_types import (
+    ACCESS_TOKEN_TYPE,
+    CLIENT_CREDENTIALS,
+    ID_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+)
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "CLIENT_CREDENTIALS",
+    "ID_TOKEN_TYPE",
+    "JWT_TOKEN_TYPE",
+    "TOKEN_EXCHANGE",
+]

@@ -4,7 +4,7 @@ Everything the SDK says to the STS goes through one callable, :class:`Transport`
 route it to an in-process application and a deployment can swap in its own client. The
 default, :class:`UrllibTransport`, never follows redirects (a redirected token request would
 carry client credentials somewhere else), caps response size and turns every network failure
-into :class:`~sts.client.errors.StsUnavailable`.
+into :class:`~chain_sts_client.errors.StsUnavailable`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from sts.client.errors import StsUnavailable, oauth_error
+from chain_sts_client.errors import StsUnavailable, oauth_error
 
 MAX_RESPONSE_BYTES = 1 << 20
 DEFAULT_TIMEOUT = 5.0

@@ -16,14 +16,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sts.client.credentials import ClientCredential
-from sts.client.discovery import ServerMetadata, discover
-from sts.client.errors import StsUnavailable
-from sts.client.transport import Transport, UrllibTransport, post_form
+from chain_sts_client.credentials import ClientCredential
+from chain_sts_client.discovery import ServerMetadata, discover
+from chain_sts_client.errors import StsUnavailable
+from chain_sts_client.scopes import scope_set, scope_str
+from chain_sts_client.token_types import ACCESS_TOKEN_TYPE, CLIENT_CREDENTIALS, TOKEN_EXCHANGE
+from chain_sts_client.token_types import JWT_TOKEN_TYPE as JWT_TOKEN_TYPE  # named here before
+from chain_sts_client.transport import Transport, UrllibTransport, post_form
 
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 #: Refresh a cached token this many seconds before it expires (at most half its lifetime).
 REFRESH_MARGIN = 30.0
 CACHE_SIZE = 1024
@@ -42,7 +42,7 @@ class IssuedToken:
 
     @property
     def scopes(self) -> frozenset[str]:
-        return frozenset((self.scope or "").split())
+        return scope_set(self.scope)
 
 
 def _digest(value: str | None) -> str | None:
@@ -51,7 +51,7 @@ def _digest(value: str | None) -> str | None:
 
 
 def _scope_key(scope: str | None) -> str | None:
-    return None if scope is None else " ".join(sorted(set(scope.split())))
+    return None if scope is None else scope_str(scope_set(scope))
 
 
 CacheKey = tuple[str | None, ...]
@@ -111,7 +111,7 @@ class ExchangeClient:
     ) -> IssuedToken:
         """RFC 8693 §2.1: exchange ``subject_token`` for a token addressed to ``audience`` (or
         ``resource``), with ``scope`` at most. Raises the typed
-        :class:`~sts.client.errors.OAuthError` the STS answers with."""
+        :class:`~chain_sts_client.errors.OAuthError` the STS answers with."""
         form = {
             "grant_type": TOKEN_EXCHANGE,
             "subject_token": subject_token,
@@ -134,9 +134,9 @@ class ExchangeClient:
     ) -> IssuedToken:
         """A token for this client itself: the root of a chain no person started, or (without
         an audience) a credential good only for exchange and the revocation feed."""
-        key = self._key("client_credentials", None, None, audience, resource, scope)
+        key = self._key(CLIENT_CREDENTIALS, None, None, audience, resource, scope)
         return self._issue(
-            key, {"grant_type": "client_credentials"}, audience, resource, scope, use_cache
+            key, {"grant_type": CLIENT_CREDENTIALS}, audience, resource, scope, use_cache
         )
 
     def forget(
@@ -156,7 +156,7 @@ class ExchangeClient:
     def forget_own_token(self) -> None:
         """Drop every cached ``client_credentials`` token."""
         with self._lock:
-            for key in [k for k in self._cache if k[0] == "client_credentials"]:
+            for key in [k for k in self._cache if k[0] == CLIENT_CREDENTIALS]:
                 del self._cache[key]
 
     # -- internals -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
-from sts.client.exchange import ExchangeClient
+from chain_sts_client.exchange import ExchangeClient
 
 TokenSource = Callable[[], str]
 

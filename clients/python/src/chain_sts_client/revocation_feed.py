@@ -4,7 +4,7 @@ A resource server learns that a token was revoked by polling the feed: the revok
 unexpired ``jti`` values after a cursor. :class:`RevocationFeed` polls in a background thread
 and answers :meth:`RevocationFeed.is_revoked` from memory. It fails closed: when the feed has
 not been read successfully for ``max_staleness`` seconds it tries once more in the caller's
-thread and, failing that, raises :class:`~sts.client.errors.VerificationUnavailable` instead
+thread and, failing that, raises :class:`~chain_sts_client.errors.VerificationUnavailable` instead
 of vouching for a token it cannot check.
 
 The feed is read as the service itself: HTTP Basic with a client secret, or else a bearer
@@ -20,14 +20,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from sts.client.credentials import ClientSecret
-from sts.client.errors import InvalidClient, StsClientError, VerificationUnavailable
-from sts.client.transport import Transport, get_json
+from chain_sts_client.credentials import ClientSecret
+from chain_sts_client.errors import InvalidClient, StsClientError, VerificationUnavailable
+from chain_sts_client.transport import Transport, get_json
 
 if TYPE_CHECKING:
-    from sts.client.exchange import ExchangeClient
+    from chain_sts_client.exchange import ExchangeClient
 
-log = logging.getLogger("sts.client.feed")
+log = logging.getLogger("chain_sts_client.feed")
 #: Pages read in one poll at most (1000 jtis each), so one poll cannot run forever.
 MAX_PAGES = 100
 

@@ -33,21 +33,21 @@ from typing import Any, ParamSpec, TypeVar, overload
 import jwt
 from flask import Flask, Response, current_app, g, request
 
-from sts.client.credentials import ClientCredential, ClientSecret
-from sts.client.errors import (
+from chain_sts_client.credentials import ClientCredential, ClientSecret
+from chain_sts_client.errors import (
     InvalidToken,
     StsClientError,
     TokenRejected,
     VerificationUnavailable,
 )
-from sts.client.exchange import ExchangeClient
-from sts.client.http_auth import ExchangeAuth
-from sts.client.verifier import MAX_TOKEN_BYTES, Caller, TokenVerifier
+from chain_sts_client.exchange import ExchangeClient
+from chain_sts_client.http_auth import ExchangeAuth
+from chain_sts_client.verifier import MAX_TOKEN_BYTES, Caller, TokenVerifier
 
 __all__ = ["ChainSts", "current_caller", "downstream_auth", "require_token"]
 
 EXTENSION = "chain_sts"
-log = logging.getLogger("sts.client.flask")
+log = logging.getLogger("chain_sts_client.flask")
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -3,7 +3,7 @@
 :class:`TokenVerifier` accepts a token only if all of these hold (RFC 9068 §4, RFC 8725):
 
 * it is a JWT signed with an allowed asymmetric algorithm by a key of the issuer's JWKS,
-  named by ``kid`` (an unknown ``kid`` refreshes the JWKS once, see :mod:`sts.client.jwks`);
+  named by ``kid`` (an unknown ``kid`` refreshes the JWKS once, see :mod:`chain_sts_client.jwks`);
 * its header ``typ`` is ``at+jwt`` (for tokens from the STS);
 * ``iss`` is the issuer, ``aud`` names this service, ``exp``/``nbf``/``iat`` are sane within
   the leeway;
@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from sts.client.errors import InsufficientScope, InvalidToken
-from sts.client.jwks import JwksCache, KeySource
-from sts.client.revocation_feed import RevocationFeed
-from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
+from chain_sts_client.algorithms import ASYMMETRIC_JWS_ALGORITHMS
+from chain_sts_client.errors import InsufficientScope, InvalidToken
+from chain_sts_client.jwks import JwksCache, KeySource
+from chain_sts_client.revocation_feed import RevocationFeed
+from chain_sts_client.scopes import scope_set, scope_str
 
 if TYPE_CHECKING:
-    from sts.client.exchange import ExchangeClient
+    from chain_sts_client.exchange import ExchangeClient
 
 #: Asymmetric JWS algorithms only: never ``none``, never HMAC (RFC 8725 §3.1).
 DEFAULT_ALGORITHMS = ASYMMETRIC_JWS_ALGORITHMS
@@ -36,14 +37,6 @@ ACCESS_TOKEN_TYP = ("at+jwt", "application/at+jwt")
 MAX_TOKEN_BYTES = 16384
 MAX_ACT_DEPTH = 32
 DEFAULT_LEEWAY = 30
-
-
-def scope_set(scope: str | Iterable[str] | None) -> frozenset[str]:
-    if scope is None:
-        return frozenset()
-    if isinstance(scope, str):
-        return frozenset(scope.split())
-    return frozenset(scope)
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class Caller:
 
     @property
     def scope(self) -> str:
-        return " ".join(sorted(self.scopes))
+        return scope_str(self.scopes)
 
     @property
     def immediate_caller(self) -> str:
@@ -117,7 +110,7 @@ _DECODE_ERRORS: tuple[tuple[type[Exception], str], ...] = (
 class TokenVerifier:
     """Verify tokens of one issuer addressed to one audience (this service).
 
-    ``keys``: a :class:`~sts.client.jwks.JwksCache` (or a static key set). ``feed``: the
+    ``keys``: a :class:`~chain_sts_client.jwks.JwksCache` (or a static key set). ``feed``: the
     STS's revocation feed, or ``None`` for an issuer that has none. ``token_type``: the
     required header ``typ`` (``None`` accepts any, for an identity provider's ID-style JWTs).
     """
@@ -180,8 +173,8 @@ class TokenVerifier:
 
     def verify(self, token: str, scope: str | Iterable[str] | None = None) -> Caller:
         """The caller, if ``token`` is acceptable here and carries ``scope``; otherwise
-        :class:`~sts.client.errors.InvalidToken` or
-        :class:`~sts.client.errors.InsufficientScope` (or ``VerificationUnavailable`` when
+        :class:`~chain_sts_client.errors.InvalidToken` or
+        :class:`~chain_sts_client.errors.InsufficientScope` (or ``VerificationUnavailable`` when
         keys or the feed cannot be read)."""
         claims = self._verified_claims(token)
         caller = self._caller(claims)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sts.client.errors import StsUnavailable
-from sts.client.transport import Transport, UrllibTransport, check_url, get_json
+from chain_sts_client.errors import StsUnavailable
+from chain_sts_client.transport import Transport, UrllibTransport, check_url, get_json
 
 WELL_KNOWN = "/.well-known/oauth-authorization-server"
 

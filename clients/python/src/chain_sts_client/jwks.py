@@ -18,10 +18,10 @@ from typing import Any, Protocol
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
-from sts.client.errors import InvalidToken, StsUnavailable, VerificationUnavailable
-from sts.client.transport import Transport, UrllibTransport, get_json
+from chain_sts_client.errors import InvalidToken, StsUnavailable, VerificationUnavailable
+from chain_sts_client.transport import Transport, UrllibTransport, get_json
 
-log = logging.getLogger("sts.client.jwks")
+log = logging.getLogger("chain_sts_client.jwks")
 
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
