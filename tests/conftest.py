@@ -228,6 +228,7 @@ LOG_HYGIENE = LogHygiene()
 
 def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("sts").addHandler(LOG_HYGIENE)
+    logging.getLogger("chain_sts_client").addHandler(LOG_HYGIENE)  # the service SDK
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

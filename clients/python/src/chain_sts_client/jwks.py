@@ -1,31 +1,138 @@
-"""The STS's signing keys, as a resource server sees them (RFC 7517).
+"""JSON Web Key Sets (RFC 7517 §5): fetched by URI and cached, and the keys a verifier uses.
 
-:class:`JwksCache` fetches the JWKS from ``jwks_uri``, keeps it for ``max_age`` seconds, and
-refetches early when a token names a ``kid`` it does not know (the STS rotated its key), at
-most once per ``min_refresh_interval`` so that tokens with made-up ``kid`` values cannot make
-a service hammer the STS. :class:`StaticJwks` is a fixed key set, for an identity provider
-whose keys are configured rather than fetched.
+:class:`JwksDocuments` is the one cache of JWK Set documents by URI, for services and the STS
+alike (the STS fetches the JWKS of clients registered with a ``jwks_uri`` and of trusted
+issuers). A document is kept ``ttl`` seconds. A caller that met an unknown ``kid`` may ask for
+a refresh, granted at most once per ``min_refresh`` seconds per URI, so that tokens with
+made-up ``kid`` values cannot make anyone hammer the key's publisher. One fetch per URI runs
+at a time (others wait for its result), and after a failed fetch none for ``min_refresh``
+seconds: the last good document is served if there is one, else the failure is repeated at
+once. A down or slow publisher then costs one timeout per interval, not one per request.
+
+:class:`JwksCache` is a service's view of the STS's signing keys, ``kid`` to key, over such a
+cache. :class:`StaticJwks` is a fixed key set, for an identity provider whose keys are
+configured rather than fetched.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from chain_sts_client.errors import InvalidToken, StsUnavailable, VerificationUnavailable
-from chain_sts_client.transport import Transport, UrllibTransport, get_json
+from chain_sts_client.transport import Transport, UrllibTransport, check_url
 
 log = logging.getLogger("chain_sts_client.jwks")
 
-
+MAX_JWKS_BYTES = 512 * 1024
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 PublicJwk = dict[str, Any]
+
+
+class JwksUnavailable(StsUnavailable):
+    """A JWK Set could not be fetched or is malformed."""
+
+
+def fetch_jwks(uri: str, transport: Transport) -> dict[str, Any]:
+    """The JWK Set at ``uri``: an http(s) URL answering 2xx with a JSON object of at most
+    :data:`MAX_JWKS_BYTES` that has a ``keys`` array; else :class:`JwksUnavailable`."""
+    try:
+        check_url(uri)
+    except ValueError:
+        raise JwksUnavailable("jwks_uri must be http(s)") from None
+    try:
+        response = transport("GET", uri, headers={"Accept": "application/json"}, body=None)
+    except StsUnavailable as exc:
+        raise JwksUnavailable(str(exc)) from None
+    if not 200 <= response.status < 300:
+        raise JwksUnavailable(f"fetch failed: HTTP {response.status}")
+    if len(response.body) > MAX_JWKS_BYTES:
+        raise JwksUnavailable("JWKS too large")
+    try:
+        data = json.loads(response.body)
+    except (ValueError, RecursionError):
+        raise JwksUnavailable("JWKS is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise JwksUnavailable("JWKS has no keys array")
+    return data
+
+
+@dataclass
+class _Entry:
+    document: dict[str, Any]
+    fetched: float
+
+
+class JwksDocuments:
+    """Fetched JWK Sets by URI (see the module documentation for the rules). ``log``, when
+    given, records each failed fetch."""
+
+    def __init__(
+        self,
+        transport: Transport | None = None,
+        *,
+        ttl: float = 300.0,
+        min_refresh: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.transport: Transport = transport or UrllibTransport()
+        self.ttl = ttl
+        self.min_refresh = min_refresh
+        self.clock = clock
+        self.log = log
+        #: How many times a JWKS was fetched (for metrics and tests).
+        self.fetches = 0
+        self._entries: dict[str, _Entry] = {}
+        self._failed: dict[str, float] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _usable(self, entry: _Entry | None, refresh: bool) -> bool:
+        if entry is None:
+            return False
+        age = self.clock() - entry.fetched
+        return age < self.ttl and not (refresh and age >= self.min_refresh)
+
+    def get(self, uri: str, refresh: bool = False) -> dict[str, Any]:
+        """The JWKS at ``uri``; ``refresh`` asks for a re-fetch (rate limited)."""
+        entry = self._entries.get(uri)
+        if self._usable(entry, refresh):
+            assert entry is not None
+            return entry.document
+        with self._guard:
+            lock = self._locks.setdefault(uri, threading.Lock())
+        with lock:
+            latest = self._entries.get(uri)
+            if latest is not entry and self._usable(latest, False):
+                assert latest is not None
+                return latest.document  # fetched by another caller while this one waited
+            failed = self._failed.get(uri)
+            if failed is not None and self.clock() - failed < self.min_refresh:
+                if latest is not None:
+                    return latest.document
+                raise JwksUnavailable("fetch failed recently")
+            try:
+                document = fetch_jwks(uri, self.transport)
+            except JwksUnavailable as exc:
+                self._failed[uri] = self.clock()
+                if self.log is not None:
+                    self.log.warning("JWKS fetch failed: %s", exc)
+                if latest is not None:
+                    return latest.document
+                raise
+            self._failed.pop(uri, None)
+            self._entries[uri] = _Entry(document, self.clock())
+            self.fetches += 1
+        return document
 
 
 class KeySource(Protocol):
@@ -74,6 +181,11 @@ class StaticJwks:
 
 
 class JwksCache:
+    """The signing keys at ``jwks_uri`` (the STS's), kept ``max_age`` seconds and fetched
+    again early when a token names a ``kid`` they lack (the STS rotated its key), at most
+    once per ``min_refresh_interval``. Keys that cannot be had at all are
+    :class:`VerificationUnavailable`: no token is vouched for without them."""
+
     def __init__(
         self,
         jwks_uri: str,
@@ -84,41 +196,46 @@ class JwksCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jwks_uri = jwks_uri
-        self.transport: Transport = transport or UrllibTransport()
-        self.max_age = max_age
-        self.min_refresh_interval = min_refresh_interval
-        self.clock = clock
-        self._keys: dict[str, PublicJwk] | None = None
-        self._fetched_at = 0.0
+        self.documents = JwksDocuments(
+            transport, ttl=max_age, min_refresh=min_refresh_interval, clock=clock, log=log
+        )
         self._lock = threading.Lock()
-        #: How many times the JWKS was fetched (for metrics and tests).
-        self.fetches = 0
+        self._document: dict[str, Any] | None = None
+        self._keys: dict[str, PublicJwk] = {}
+
+    @property
+    def transport(self) -> Transport:
+        return self.documents.transport
+
+    @property
+    def max_age(self) -> float:
+        return self.documents.ttl
+
+    @property
+    def min_refresh_interval(self) -> float:
+        return self.documents.min_refresh
+
+    @property
+    def fetches(self) -> int:
+        """How many times the JWKS was fetched (for metrics and tests)."""
+        return self.documents.fetches
 
     def key(self, kid: str, alg: str) -> PyJWK:
-        with self._lock:
-            now = self.clock()
-            if self._keys is None or now - self._fetched_at >= self.max_age:
-                self._refresh(now)
-            elif kid not in self._keys and now - self._fetched_at >= self.min_refresh_interval:
-                # An unknown kid: the STS may have rotated its key since we last looked.
-                self._refresh(now)
-            assert self._keys is not None
-            found = self._keys.get(kid)
+        try:
+            keys = self._parsed(self.documents.get(self.jwks_uri))
+            if kid not in keys:  # the STS may have rotated its key since we last looked
+                keys = self._parsed(self.documents.get(self.jwks_uri, refresh=True))
+        except JwksUnavailable as exc:
+            raise VerificationUnavailable("signing keys unavailable") from exc
+        found = keys.get(kid)
         if found is None:
             raise InvalidToken("unknown key id")
         return verification_key(found, alg)
 
-    def _refresh(self, now: float) -> None:
-        try:
-            document = get_json(self.transport, self.jwks_uri)
-            keys = parse_jwks(document)
-        except StsUnavailable as exc:
-            if self._keys is None:
-                raise VerificationUnavailable("signing keys unavailable") from exc
-            # Keep verifying with the keys we have; try again after min_refresh_interval.
-            log.warning("JWKS refresh failed: %s", exc)
-            self._fetched_at = now - self.max_age + self.min_refresh_interval
-            return
-        self.fetches += 1
-        self._keys = keys
-        self._fetched_at = now
+    def _parsed(self, document: dict[str, Any]) -> dict[str, PublicJwk]:
+        """The keys of ``document``, parsed once per fetched document."""
+        with self._lock:
+            if document is not self._document:
+                self._keys = parse_jwks(document)
+                self._document = document
+            return self._keys

@@ -61,9 +61,12 @@ def check_url(url: str) -> str:
 
 
 class UrllibTransport:
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """``follow_redirects`` only for requests that carry no credential, such as a JWKS."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, *, follow_redirects: bool = False) -> None:
         self.timeout = timeout
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        handlers = [] if follow_redirects else [_NoRedirect()]
+        self._opener = urllib.request.build_opener(*handlers)
 
     def __call__(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None
