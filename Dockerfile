@@ -23,6 +23,10 @@ RUN groupadd --system --gid 10001 sts \
        --shell /usr/sbin/nologin sts
 
 WORKDIR /app
+# The service SDK first, from this repository: the server depends on chain-sts-client, which
+# pip must then find installed rather than look for on an index.
+COPY clients/python ./clients/python
+RUN pip install ./clients/python
 COPY pyproject.toml README.md alembic.ini ./
 COPY sts ./sts
 COPY migrations ./migrations
