@@ -459,7 +459,7 @@ def run_demo(issuer: str | None, keep: bool, say: Say) -> int:
         say("\nRegistry (the same calls as these commands):")
         client_secrets = register(settings, names, idp, workdir, say)
 
-        say("\nServices (Flask apps on the chain_sts_client SDK, one process each):")
+        say("\nServices (Flask apps on the chain-sts-client SDK, one process each):")
         urls = start_services(procs, settings, names, idp, client_secrets, say)
 
         say(f"\nRequest 1: {PERSON} asks web for her orders")
