@@ -16,6 +16,7 @@ from sts.core.clock import SystemClock
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings
 from sts.services import registry
+from sts.services.errors import NotFound
 from sts.store.db import create_engine
 
 DEMO_CREDENTIALS = Path("var/demo-credentials.json")
@@ -46,7 +47,7 @@ def seed_demo_registry(settings: Settings, say: Callable[[str], None]) -> dict[s
                 try:
                     registry.get_nhi(conn, spec["name"])
                     continue
-                except registry.RegistryError:
+                except NotFound:
                     pass
                 _, secret = registry.create_nhi(
                     conn,

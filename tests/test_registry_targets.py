@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from sts.services.registry import RegistryError
+from sts.services.errors import Conflict
 
 
 def test_resource_when_it_is_another_nhis_sub_then_conflict(make_nhi):
     make_nhi("data", sub="https://data.example.test/api")
-    with pytest.raises(RegistryError) as err:
+    with pytest.raises(Conflict) as err:
         make_nhi("shadow", resources=["https://data.example.test/api"])
     assert (err.value.code, err.value.message) == (
         "conflict",
@@ -20,7 +20,7 @@ def test_resource_when_it_is_another_nhis_sub_then_conflict(make_nhi):
 
 def test_sub_when_it_is_another_nhis_resource_then_conflict(make_nhi):
     make_nhi("data", resources=["https://data.example.test/api"])
-    with pytest.raises(RegistryError) as err:
+    with pytest.raises(Conflict) as err:
         make_nhi("shadow", sub="https://data.example.test/api")
     assert (err.value.code, err.value.message) == (
         "conflict",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sts.services import audit, registry, rules
-from sts.services.registry import RegistryError
+from sts.services.errors import Invalid, NotFound
 from sts.store.models import IssuedToken
 from sts.store.revocation import Result, revoke
 from tests.conftest import Registered
@@ -445,7 +445,7 @@ def test_revoke_when_target_unknown_then_not_found(
     world: World, kind: str, target: str, dry_run: bool
 ) -> None:
     with (
-        pytest.raises(RegistryError) as raised,
+        pytest.raises(NotFound) as raised,
         world.runtime.engine.begin() as conn,
     ):
         revoke(conn, kind, target, now=world.clock.now(), admin="test", dry_run=dry_run)
@@ -455,7 +455,7 @@ def test_revoke_when_target_unknown_then_not_found(
 
 
 def test_revoke_when_kind_unknown_then_invalid(world: World) -> None:
-    with pytest.raises(RegistryError) as raised, world.runtime.engine.begin() as conn:
+    with pytest.raises(Invalid) as raised, world.runtime.engine.begin() as conn:
         revoke(conn, "person", "alice", now=world.clock.now(), admin="test")
 
     assert raised.value.code == "invalid"

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Response
 
-from sts.services.registry import RegistryError
+from sts.services.errors import Conflict, NotFound, ServiceError
 
 #: Resources whose absence a path names, as error codes name them.
 NOT_FOUND = {
@@ -110,13 +110,14 @@ def forbidden(scopes: tuple[str, ...]) -> ApiError:
     )
 
 
-def from_registry(err: RegistryError, resource: str | None) -> ApiError:
-    """404 for what the path names, 409 for a conflict, 422 for input at fault (including
-    an unknown NHI named in the body)."""
-    if err.code == "not_found" and err.field is None and resource in NOT_FOUND:
-        return not_found(resource, _sentence(err.message))
-    if err.code == "conflict":
-        code = f"{resource}_conflict" if resource in ("nhi", "issuer") else "conflict"
+def from_service(err: ServiceError) -> ApiError:
+    """The one mapping of a service's refusal to HTTP: 404 for a thing the path names that
+    does not exist, 409 for a conflict, 422 for input at fault (including an unknown NHI
+    named in the body)."""
+    if isinstance(err, NotFound) and err.field is None and err.what in NOT_FOUND:
+        return not_found(err.what, _sentence(err.message))
+    if isinstance(err, Conflict):
+        code = f"{err.what}_conflict" if err.what in ("nhi", "issuer") else "conflict"
         return ApiError(
             409,
             "conflict",

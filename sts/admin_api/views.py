@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sts.admin_api import openapi
 from sts.admin_api.auth import Admin, authenticate
-from sts.admin_api.errors import ApiError, from_registry, invalid, json_response, not_found
+from sts.admin_api.errors import ApiError, from_service, invalid, json_response, not_found
 from sts.admin_api.openapi import (
     ADMIN,
     AUDIT,
@@ -33,7 +33,8 @@ from sts.admin_api.validation import body, path_matches, query
 from sts.core.ports import AuditRecord
 from sts.runtime import Runtime
 from sts.services import audit, lineage, registry, rules
-from sts.services.registry import RegistryError, audit_admin_action
+from sts.services.errors import ServiceError
+from sts.services.registry import audit_admin_action
 from sts.store.revocation import revoke
 from sts.store.sql import SqlStore
 
@@ -108,7 +109,6 @@ def _run(
     view: Callable[..., Response],
     kwargs: dict[str, str],
     scopes: tuple[str, ...],
-    resource: str | None,
     retry: bool,
 ) -> Response:
     rt: Runtime = current_app.extensions["sts"]
@@ -132,8 +132,8 @@ def _run(
             if err.status in (401, 403):
                 _record_denial(rt, now, err, admin.client_id if admin else None)
             return err.response()
-        except RegistryError as err:
-            return from_registry(err, resource).response()
+        except ServiceError as err:
+            return from_service(err).response()
         except IntegrityError:
             # A concurrent change committed first. An idempotent create runs once more and
             # now sees what was created (same attributes: 200, others: 409).
@@ -148,12 +148,11 @@ def route(
     method: str,
     scopes: tuple[str, ...],
     *,
-    resource: str | None = None,
     retry: bool = False,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     def register(view: Callable[..., Response]) -> Callable[..., Response]:
         def endpoint(**kwargs: str) -> Response:
-            return _run(view, kwargs, scopes, resource, retry)
+            return _run(view, kwargs, scopes, retry)
 
         bp.add_url_rule(
             PREFIX + rule, view.__name__, endpoint, methods=[method], merge_slashes=False
@@ -184,7 +183,7 @@ def list_nhis(call: Call) -> Response:
     )
 
 
-@route("/nhis", "POST", WRITE, resource="nhi", retry=True)
+@route("/nhis", "POST", WRITE, retry=True)
 def create_nhi(call: Call) -> Response:
     b = body("NhiCreate")
     view, secret, created = registry.ensure_nhi(
@@ -210,12 +209,12 @@ def create_nhi(call: Call) -> Response:
     return _created(data, f"/nhis/{view.client_id}")
 
 
-@route("/nhis/<name>", "GET", READ, resource="nhi")
+@route("/nhis/<name>", "GET", READ)
 def get_nhi(call: Call, name: str) -> Response:
     return json_response(registry.get_nhi(call.conn, name).as_dict())
 
 
-@route("/nhis/<name>/disable", "POST", CONTAIN, resource="nhi")
+@route("/nhis/<name>/disable", "POST", CONTAIN)
 def disable_nhi(call: Call, name: str) -> Response:
     registry.get_nhi(call.conn, name)
     b = body("RequiredReason")
@@ -225,7 +224,7 @@ def disable_nhi(call: Call, name: str) -> Response:
     return json_response(view.as_dict())
 
 
-@route("/nhis/<name>/enable", "POST", WRITE, resource="nhi")
+@route("/nhis/<name>/enable", "POST", WRITE)
 def enable_nhi(call: Call, name: str) -> Response:
     view = registry.set_nhi_status(
         call.conn, name, status="active", reason="", now=call.now, admin=call.by
@@ -234,12 +233,12 @@ def enable_nhi(call: Call, name: str) -> Response:
 
 
 # -- credentials -----------------------------------------------------------------------------
-@route("/nhis/<name>/credentials", "GET", READ, resource="nhi")
+@route("/nhis/<name>/credentials", "GET", READ)
 def list_credentials(call: Call, name: str) -> Response:
     return json_response({"items": registry.list_credentials(call.conn, name)})
 
 
-@route("/nhis/<name>/credentials", "POST", WRITE, resource="nhi")
+@route("/nhis/<name>/credentials", "POST", WRITE)
 def add_credential(call: Call, name: str) -> Response:
     registry.get_nhi(call.conn, name)
     b = body("CredentialCreate")
@@ -275,18 +274,15 @@ def add_credential(call: Call, name: str) -> Response:
 
 def _credential(call: Call, name: str, credential_id: str) -> dict[str, Any]:
     registry.get_nhi(call.conn, name)
-    try:
-        return registry.get_credential(call.conn, name, credential_id)
-    except RegistryError as err:
-        raise from_registry(err, "credential") from None
+    return registry.get_credential(call.conn, name, credential_id)
 
 
-@route("/nhis/<name>/credentials/<credential_id>", "GET", READ, resource="nhi")
+@route("/nhis/<name>/credentials/<credential_id>", "GET", READ)
 def get_credential(call: Call, name: str, credential_id: str) -> Response:
     return json_response(_credential(call, name, credential_id))
 
 
-@route("/nhis/<name>/credentials/<credential_id>/revoke", "POST", CONTAIN, resource="nhi")
+@route("/nhis/<name>/credentials/<credential_id>/revoke", "POST", CONTAIN)
 def revoke_credential(call: Call, name: str, credential_id: str) -> Response:
     _credential(call, name, credential_id)
     b = body("Reason", required=False)
@@ -307,7 +303,7 @@ def list_issuers(call: Call) -> Response:
     return json_response({"items": registry.list_issuers(call.conn)})
 
 
-@route("/issuers", "POST", WRITE, resource="issuer", retry=True)
+@route("/issuers", "POST", WRITE, retry=True)
 def add_issuer(call: Call) -> Response:
     b = body("IssuerCreate")
     found, created = registry.ensure_issuer(
@@ -326,7 +322,7 @@ def add_issuer(call: Call) -> Response:
     return _created(found, "/issuers/" + quote(found["issuer"], safe=""))
 
 
-@route("/issuers/<path:issuer>", "GET", READ, resource="issuer")
+@route("/issuers/<path:issuer>", "GET", READ)
 def get_issuer(call: Call, issuer: str) -> Response:
     return json_response(registry.get_issuer(call.conn, issuer))
 
@@ -347,7 +343,7 @@ def list_rules(call: Call) -> Response:
     )
 
 
-@route("/rules", "POST", WRITE, resource="rule")
+@route("/rules", "POST", WRITE)
 def create_rule(call: Call) -> Response:
     b = body("RuleCreate")
     found, created = rules.ensure_rule(
@@ -368,12 +364,12 @@ def create_rule(call: Call) -> Response:
     return _created(found, f"/rules/{found['id']}")
 
 
-@route("/rules/<rule_id>", "GET", READ, resource="rule")
+@route("/rules/<rule_id>", "GET", READ)
 def get_rule(call: Call, rule_id: str) -> Response:
     return json_response(rules.get_rule(call.conn, rule_id))
 
 
-@route("/rules/<rule_id>/disable", "POST", CONTAIN, resource="rule")
+@route("/rules/<rule_id>/disable", "POST", CONTAIN)
 def disable_rule(call: Call, rule_id: str) -> Response:
     rules.get_rule(call.conn, rule_id)
     b = body("Reason", required=False)
@@ -390,39 +386,35 @@ def create_revocation(call: Call) -> Response:
     dry_run = b.get("dry_run", False)
     if not dry_run:
         call.admin.require(CONTAIN)
-    kind = b["kind"]
-    try:
-        result = revoke(
-            call.conn,
-            kind,
-            b["target"],
-            now=call.now,
-            admin=call.by,
-            reason=b.get("reason", ""),
-            dry_run=dry_run,
-        )
-    except RegistryError as err:
-        raise from_registry(err, kind) from None
+    result = revoke(
+        call.conn,
+        b["kind"],
+        b["target"],
+        now=call.now,
+        admin=call.by,
+        reason=b.get("reason", ""),
+        dry_run=dry_run,
+    )
     return json_response(result.as_dict(), 200 if dry_run else 201)
 
 
 # -- chains and audit ------------------------------------------------------------------------
-@route("/transactions/<txn>/chain", "GET", READ, resource="txn")
+@route("/transactions/<txn>/chain", "GET", READ)
 def transaction_chain(call: Call, txn: str) -> Response:
     return json_response({"roots": lineage.chain_tree(call.conn, now=call.now, txn=txn)})
 
 
-@route("/tokens/<jti>/chain", "GET", READ, resource="token")
+@route("/tokens/<jti>/chain", "GET", READ)
 def token_chain(call: Call, jti: str) -> Response:
     return json_response({"roots": lineage.chain_tree(call.conn, now=call.now, jti=jti)})
 
 
-@route("/transactions/<txn>/audit", "GET", READ, resource="txn")
+@route("/transactions/<txn>/audit", "GET", READ)
 def transaction_audit(call: Call, txn: str) -> Response:
     return json_response(audit.show(call.conn, now=call.now, txn=txn))
 
 
-@route("/tokens/<jti>/audit", "GET", READ, resource="token")
+@route("/tokens/<jti>/audit", "GET", READ)
 def token_audit(call: Call, jti: str) -> Response:
     return json_response(audit.show(call.conn, now=call.now, jti=jti))
 

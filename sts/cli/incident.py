@@ -20,7 +20,7 @@ from sts.cli.support import (
 )
 from sts.services import audit as audit_service
 from sts.services import gc as gc_service
-from sts.services.registry import RegistryError
+from sts.services.errors import Invalid
 from sts.store.db import create_engine
 from sts.store.revocation import revoke as revoke_service
 
@@ -83,7 +83,7 @@ def _since(value: str | None) -> int | None:
     try:
         return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
     except ValueError:
-        raise RegistryError("invalid", "--since takes an ISO 8601 time or epoch seconds") from None
+        raise Invalid("--since takes an ISO 8601 time or epoch seconds") from None
 
 
 @audit.command("show")

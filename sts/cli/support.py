@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sts.core.keys import KeyFileError
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings, SettingsError
-from sts.services import registry
+from sts.services.errors import ServiceError
 from sts.store.db import create_engine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,7 +72,7 @@ def handles_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except registry.RegistryError as exc:
+        except ServiceError as exc:
             click.echo(f"error ({exc.code}): {exc.message}", err=True)
             sys.exit(2)
         except (KeyFileError, SettingsError) as exc:

@@ -13,7 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.engine import Connection
 
 from sts.services import lineage
-from sts.services.registry import RegistryError
+from sts.services.errors import Invalid, NotFound
 from sts.store.models import AuditEvent, IssuedToken, Revocation
 
 MAX_ROWS = 10_000
@@ -120,7 +120,7 @@ def show(
     The lineage rows tell it; once housekeeping has removed them (:mod:`sts.services.gc`), the audit
     trail, which keeps its own copy of every issued hop, still does."""
     if (jti is None) == (txn is None):
-        raise RegistryError("invalid", "give exactly one of a jti or a txn")
+        raise Invalid("give exactly one of a jti or a txn")
     if jti is not None:
         txn = conn.execute(select(IssuedToken.txn).where(IssuedToken.jti == jti)).scalar()
         if txn is None:
@@ -128,7 +128,7 @@ def show(
                 select(AuditEvent.txn).where(AuditEvent.jti == jti, AuditEvent.event == ISSUED)
             ).scalar()
         if txn is None:
-            raise RegistryError("not_found", "no token with this jti")
+            raise NotFound("no token with this jti", what="token")
     assert txn is not None
     rows = conn.execute(
         select(IssuedToken)
@@ -144,7 +144,7 @@ def show(
     known = {h["jti"] for h in hops}
     events = [e for e in _issued_events(conn, txn) if e.jti not in known]
     if not hops and not events:
-        raise RegistryError("not_found", "no tokens in this transaction")
+        raise NotFound("no tokens in this transaction", what="token" if jti else "txn")
     hops = sorted(
         [*hops, *(_hop_from_event(e, now) for e in events)],
         key=lambda h: (h["issued_at"], h["depth"], h["jti"]),

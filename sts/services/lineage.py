@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from sts.services.registry import RegistryError
+from sts.services.errors import Invalid, NotFound
 from sts.store.models import DelegationRule, IssuedToken, Nhi
 
 MAX_TREE_ROWS = 10_000
@@ -58,12 +58,12 @@ def chain_tree(
     """Root nodes of the lineage tree. For a ``jti``: its ancestors down to it, and all of its
     descendants; for a ``txn``: every token of the transaction."""
     if (jti is None) == (txn is None):
-        raise RegistryError("invalid", "give exactly one of a jti or a txn")
+        raise Invalid("give exactly one of a jti or a txn")
     focus = None
     if jti is not None:
         focus = conn.execute(select(IssuedToken).where(IssuedToken.jti == jti)).first()
         if focus is None:
-            raise RegistryError("not_found", "no token with this jti")
+            raise NotFound("no token with this jti", what="token")
         txn = focus.txn
     rows = conn.execute(
         select(
@@ -79,7 +79,7 @@ def chain_tree(
         .limit(MAX_TREE_ROWS)
     ).all()
     if not rows:
-        raise RegistryError("not_found", "no tokens in this transaction")
+        raise NotFound("no tokens in this transaction", what="token" if jti else "txn")
     nodes = {r.jti: _node(r, now) for r in rows}
     if focus is not None:
         keep = set()

@@ -3,7 +3,7 @@
 One service layer for every administrative front end (the CLI now, the admin API later), so
 no rule is written twice. Functions take the connection whose transaction the caller owns,
 validate their input, write an audit event naming the administrator, and raise
-:class:`RegistryError` with a stable code (``not_found``, ``conflict``, ``invalid``).
+:class:`~sts.services.errors.ServiceError` (``NotFound``, ``Conflict``, ``Invalid``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sts.core.errors import InvalidScope
 from sts.core.scopes import parse_scope, scope_str
 from sts.core.secrets import SecretHasher, generate_secret, new_credential_id
 from sts.core.token_types import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
+from sts.services.errors import Conflict, Invalid, NotFound
 from sts.store.models import AuditEvent, Credential, Nhi, NhiResource, TrustedIssuer
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -36,17 +37,6 @@ GRANT_ALIASES = {
 _PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 #: Scopes of the admin API: everything; read only; containment (revoke, disable) only.
 ADMIN_SCOPES = ("sts:admin", "sts:audit", "sts:revoke")
-
-
-class RegistryError(Exception):
-    """``code`` is ``not_found``, ``conflict`` or ``invalid``; ``field`` names the input at
-    fault when there is one (a front end can point at it)."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -77,10 +67,6 @@ class NhiView:
             "credentials": self.credentials,
             "created_at": self.created_at,
         }
-
-
-def invalid(message: str, field: str | None = None) -> RegistryError:
-    return RegistryError("invalid", message, field)
 
 
 def audit_admin_action(conn: Connection, now: int, admin: str, event: str, **detail: Any) -> None:
@@ -117,34 +103,34 @@ def _check_uri(value: str, what: str, allow_http: bool = True) -> str:
         or parts.fragment
         or len(value) > 2048
     ):
-        raise invalid(f"{what} must be an absolute {'/'.join(sorted(schemes))} URL", what)
+        raise Invalid(f"{what} must be an absolute {'/'.join(sorted(schemes))} URL", what)
     return value
 
 
 def _check_resource(value: str) -> str:
     parts = _split(value)
     if parts is None or not parts.scheme or parts.fragment or "#" in value or len(value) > 2048:
-        raise invalid(f"resource {value!r} must be an absolute URI without fragment", "resources")
+        raise Invalid(f"resource {value!r} must be an absolute URI without fragment", "resources")
     return value
 
 
 def check_jwks(jwks: Any, what: str = "JWKS", field: str = "jwks") -> dict[str, Any]:
     """A public JWK Set PyJWT can use; private members are refused (RFC 7517 §5)."""
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
-        raise invalid(f"{what} must be an object with a non-empty 'keys' array", field)
+        raise Invalid(f"{what} must be an object with a non-empty 'keys' array", field)
     for key in jwks["keys"]:
         if not isinstance(key, dict):
-            raise invalid(f"{what}: every key must be an object", field)
+            raise Invalid(f"{what}: every key must be an object", field)
         if _PRIVATE_JWK_MEMBERS & set(key):
-            raise invalid(f"{what} must hold public keys only", field)
+            raise Invalid(f"{what} must hold public keys only", field)
         if "kid" in key and not isinstance(key["kid"], str):
-            raise invalid(f"{what}: a kid must be a string (RFC 7517 §4.5)", field)
+            raise Invalid(f"{what}: a kid must be a string (RFC 7517 §4.5)", field)
     try:
         PyJWKSet.from_dict(jwks)
     except (PyJWKSetError, ValueError, TypeError, KeyError) as exc:
-        raise invalid(f"{what} is not usable: {exc}", field) from None
+        raise Invalid(f"{what} is not usable: {exc}", field) from None
     except Exception:  # whatever else a malformed key makes the JOSE library raise
-        raise invalid(f"{what} is not usable", field) from None
+        raise Invalid(f"{what} is not usable", field) from None
     return jwks
 
 
@@ -152,7 +138,7 @@ def load_jwks_text(text: str, what: str = "JWKS") -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError:
-        raise invalid(f"{what} is not JSON", "jwks") from None
+        raise Invalid(f"{what} is not JSON", "jwks") from None
     return check_jwks(data, what)
 
 
@@ -162,7 +148,7 @@ def _grants(values: list[str] | None) -> list[str]:
     out = []
     for value in values:
         if value not in GRANT_ALIASES:
-            raise invalid(f"unknown grant {value!r} (client_credentials, token-exchange)", "grants")
+            raise Invalid(f"unknown grant {value!r} (client_credentials, token-exchange)", "grants")
         out.append(GRANT_ALIASES[value])
     return sorted(set(out))
 
@@ -170,7 +156,7 @@ def _grants(values: list[str] | None) -> list[str]:
 def _nhi_row(conn: Connection, name: str) -> Any:
     row = conn.execute(select(Nhi).where(Nhi.client_id == name)).first()
     if row is None:
-        raise RegistryError("not_found", f"no NHI named {name!r}")
+        raise NotFound(f"no NHI named {name!r}", what="nhi")
     return row
 
 
@@ -246,25 +232,25 @@ def _nhi_spec(
     jwks_uri: str | None,
 ) -> _NhiSpec:
     if not NAME.fullmatch(name):
-        raise invalid(
+        raise Invalid(
             "name must be 1-128 letters, digits, '.', '_' or '-', starting alphanumeric", "name"
         )
     if name.lower().startswith("sts_"):
         # The shape of a generated secret: logs and the audit trail mask it on sight.
-        raise invalid("names starting with 'sts_' are reserved", "name")
+        raise Invalid("names starting with 'sts_' are reserved", "name")
     if kind not in KINDS:
-        raise invalid(f"kind must be one of {', '.join(KINDS)}", "kind")
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}", "kind")
     if len(owner) > 255:
-        raise invalid("owner must be at most 255 characters", "owner")
+        raise Invalid("owner must be at most 255 characters", "owner")
     sub = sub or name
     if len(sub) > 2048 or not sub.strip() or sub != sub.strip():
-        raise invalid("sub must be a non-empty string without surrounding spaces", "sub")
+        raise Invalid("sub must be a non-empty string without surrounding spaces", "sub")
     try:
         scopes = parse_scope(scope) if scope else frozenset()
     except InvalidScope:
-        raise invalid("scope must be space-separated RFC 6749 §3.3 scope tokens", "scope") from None
+        raise Invalid("scope must be space-separated RFC 6749 §3.3 scope tokens", "scope") from None
     if jwks is not None and jwks_uri is not None:
-        raise invalid("give either a JWKS or a JWKS URI, not both", "jwks")
+        raise Invalid("give either a JWKS or a JWKS URI, not both", "jwks")
     if jwks is not None:
         check_jwks(jwks)
     if jwks_uri is not None:
@@ -290,21 +276,21 @@ def _insert_nhi(
     ).first()
     if taken is not None:
         field_ = "name" if taken.client_id == spec.name else "sub"
-        raise RegistryError("conflict", "an NHI with this name or sub already exists", field_)
+        raise Conflict("an NHI with this name or sub already exists", field_, what="nhi")
     # A resource URI and an NHI's sub both name a target: neither may name another NHI's.
     if conn.execute(select(NhiResource.uri).where(NhiResource.uri == spec.sub)).first():
-        raise RegistryError("conflict", "this sub is another NHI's resource URI", "sub")
+        raise Conflict("this sub is another NHI's resource URI", "sub", what="nhi")
     if (
         spec.resources
         and conn.execute(select(Nhi.client_id).where(Nhi.sub.in_(spec.resources))).first()
     ):
-        raise RegistryError("conflict", "a resource URI is another NHI's sub", "resources")
+        raise Conflict("a resource URI is another NHI's sub", "resources", what="nhi")
     if (
         spec.resources
         and conn.execute(select(NhiResource.uri).where(NhiResource.uri.in_(spec.resources))).first()
         is not None
     ):
-        raise RegistryError("conflict", "a resource URI is already registered", "resources")
+        raise Conflict("a resource URI is already registered", "resources", what="nhi")
     nhi_id = conn.execute(
         insert(Nhi)
         .values(
@@ -420,9 +406,7 @@ def ensure_nhi(
         return view, secret, True
     view = _view(conn, row)
     if not _same_nhi(conn, row, view, spec):
-        raise RegistryError(
-            "conflict", "an NHI with this name exists with other attributes", "name"
-        )
+        raise Conflict("an NHI with this name exists with other attributes", "name", what="nhi")
     return view, None, False
 
 
@@ -473,9 +457,9 @@ def set_nhi_status(
     conn: Connection, name: str, *, status: str, reason: str, now: int, admin: str
 ) -> NhiView:
     if status not in ("active", "disabled"):
-        raise invalid("status must be active or disabled", "status")
+        raise Invalid("status must be active or disabled", "status")
     if status == "disabled" and not reason.strip():
-        raise invalid("a reason is required to disable an NHI", "reason")
+        raise Invalid("a reason is required to disable an NHI", "reason")
     row = _nhi_row(conn, name)
     conn.execute(
         update(Nhi)
@@ -535,9 +519,9 @@ def add_credential(
     keys for a JWKS or JWKS URI) stop working after ``grace`` seconds (0: at once), so a
     rotation needs no downtime."""
     if grace < 0:
-        raise invalid("grace must not be negative", "grace")
+        raise Invalid("grace must not be negative", "grace")
     if jwks is not None and jwks_uri is not None:
-        raise invalid("give either a JWKS or a JWKS URI, not both", "jwks")
+        raise Invalid("give either a JWKS or a JWKS URI, not both", "jwks")
     if jwks is not None:
         check_jwks(jwks)
     if jwks_uri is not None:
@@ -596,7 +580,7 @@ def get_credential(conn: Connection, name: str, credential_id: str) -> dict[str,
     ).first()
     if row is None:
         _nhi_row(conn, name)
-        raise RegistryError("not_found", f"NHI {name!r} has no credential {credential_id!r}")
+        raise NotFound(f"NHI {name!r} has no credential {credential_id!r}", what="credential")
     return _credential_dict(row)
 
 
@@ -614,7 +598,7 @@ def add_issuer(
 ) -> dict[str, Any]:
     spec = _issuer_spec(issuer, jwks, jwks_uri, audiences, algorithms, scope_mode)
     if conn.execute(select(TrustedIssuer.id).where(TrustedIssuer.issuer == issuer)).first():
-        raise RegistryError("conflict", "this issuer is already trusted", "issuer")
+        raise Conflict("this issuer is already trusted", "issuer", what="issuer")
     conn.execute(insert(TrustedIssuer).values(status="active", created_at=now, **spec))
     audit_admin_action(conn, now, admin, "admin.issuer.add", issuer=issuer)
     return get_issuer(conn, issuer)
@@ -631,9 +615,9 @@ def _issuer_spec(
     """The validated columns of a trusted issuer."""
     parts = _split(issuer)
     if len(issuer) > 2048 or parts is None or not parts.scheme:
-        raise invalid("issuer must be an absolute URI", "issuer")
+        raise Invalid("issuer must be an absolute URI", "issuer")
     if (jwks is None) == (jwks_uri is None):
-        raise invalid("give exactly one of a JWKS or a JWKS URI", "jwks")
+        raise Invalid("give exactly one of a JWKS or a JWKS URI", "jwks")
     if jwks is not None:
         check_jwks(jwks)
     if jwks_uri is not None:
@@ -641,11 +625,11 @@ def _issuer_spec(
     algs = algorithms or ["ES256", "RS256", "EdDSA"]
     bad = [a for a in algs if a not in ASYMMETRIC_JWS_ALGORITHMS]
     if bad:
-        raise invalid(
+        raise Invalid(
             f"algorithm {bad[0]!r} not allowed (asymmetric JWS algorithms only)", "algorithms"
         )
     if scope_mode not in ("rule", "cap"):
-        raise invalid("scope mode must be 'rule' or 'cap'", "scope_mode")
+        raise Invalid("scope mode must be 'rule' or 'cap'", "scope_mode")
     return {
         "issuer": issuer,
         "jwks": jwks,
@@ -696,8 +680,8 @@ def ensure_issuer(
         and row.scope_mode == spec["scope_mode"]
     )
     if not same:
-        raise RegistryError(
-            "conflict", "this issuer is already trusted with other settings", "issuer"
+        raise Conflict(
+            "this issuer is already trusted with other settings", "issuer", what="issuer"
         )
     return _issuer_dict(row), False
 
@@ -718,7 +702,7 @@ def _issuer_dict(row: Any) -> dict[str, Any]:
 def get_issuer(conn: Connection, issuer: str) -> dict[str, Any]:
     row = conn.execute(select(TrustedIssuer).where(TrustedIssuer.issuer == issuer)).first()
     if row is None:
-        raise RegistryError("not_found", "no such trusted issuer")
+        raise NotFound("no such trusted issuer", what="issuer")
     return _issuer_dict(row)
 
 

@@ -1,7 +1,7 @@
 """Delegation rules administration (DESIGN §5.5): create, list, show, disable.
 
 Part of the same service layer as :mod:`sts.services.registry`: takes the caller's
-connection, validates, audits, and raises :class:`sts.services.registry.RegistryError`.
+connection, validates, audits, and raises :class:`sts.services.errors.ServiceError`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sqlalchemy.orm import aliased
 from sts.core.domain import KINDS
 from sts.core.errors import InvalidScope
 from sts.core.scopes import parse_scope, scope_str
-from sts.services.registry import RegistryError, audit_admin_action, invalid
+from sts.services.errors import Invalid, NotFound
+from sts.services.registry import audit_admin_action
 from sts.store.models import DelegationRule, Nhi, RuleTarget
 
 ANY_TARGET = "*"
@@ -31,17 +32,17 @@ def parse_subject(value: str) -> tuple[str, str]:
     if value == "any":
         return "any", ""
     if len(value) > 2048:
-        raise invalid("subject must be at most 2048 characters", "subject")
+        raise Invalid("subject must be at most 2048 characters", "subject")
     for prefix in ("issuer", "kind", "sub"):
         if value.startswith(prefix + ":"):
             rest = value[len(prefix) + 1 :]
             if not rest:
-                raise invalid(f"subject {prefix}: needs a value", "subject")
+                raise Invalid(f"subject {prefix}: needs a value", "subject")
             if prefix == "kind" and rest not in KINDS:
-                raise invalid(f"subject kind must be one of {', '.join(KINDS)}", "subject")
+                raise Invalid(f"subject kind must be one of {', '.join(KINDS)}", "subject")
             return prefix, rest
     if not value:
-        raise invalid("subject must be any, SUB, issuer:ISS or kind:KIND", "subject")
+        raise Invalid("subject must be any, SUB, issuer:ISS or kind:KIND", "subject")
     return "sub", value
 
 
@@ -51,19 +52,19 @@ def parse_expiry(value: str | None, now: int) -> int | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise invalid("expires must be an ISO 8601 date-time", "expires") from None
+        raise Invalid("expires must be an ISO 8601 date-time", "expires") from None
     if moment.tzinfo is None:
-        raise invalid("expires must carry a time zone (e.g. Z)", "expires")
+        raise Invalid("expires must carry a time zone (e.g. Z)", "expires")
     expires = int(moment.timestamp())
     if expires <= now:
-        raise invalid("expires must be in the future", "expires")
+        raise Invalid("expires must be in the future", "expires")
     return expires
 
 
 def _nhi_id(conn: Connection, name: str, what: str, field: str) -> int:
     row = conn.execute(select(Nhi.id).where(Nhi.client_id == name)).first()
     if row is None:
-        raise RegistryError("not_found", f"{what} {name!r} is not a registered NHI", field)
+        raise NotFound(f"{what} {name!r} is not a registered NHI", field)
     return int(row.id)
 
 
@@ -98,15 +99,15 @@ def _rule_spec(
     expires: str | None,
 ) -> _RuleSpec:
     if not targets:
-        raise invalid("a rule needs at least one target (or '*', explicitly)", "targets")
+        raise Invalid("a rule needs at least one target (or '*', explicitly)", "targets")
     if max_depth is not None and not 1 <= max_depth <= 32:
-        raise invalid("max depth must be between 1 and 32", "max_depth")
+        raise Invalid("max depth must be between 1 and 32", "max_depth")
     if max_ttl is not None and not 1 <= max_ttl <= MAX_TTL:
-        raise invalid(f"max ttl must be between 1 and {MAX_TTL} seconds", "max_ttl")
+        raise Invalid(f"max ttl must be between 1 and {MAX_TTL} seconds", "max_ttl")
     try:
         scopes = parse_scope(scope) if scope else frozenset()
     except InvalidScope:
-        raise invalid("scope must be space-separated RFC 6749 §3.3 scope tokens", "scope") from None
+        raise Invalid("scope must be space-separated RFC 6749 §3.3 scope tokens", "scope") from None
     subject_type, subject_value = parse_subject(subject)
     expires_at = parse_expiry(expires, now)
     actor_id = _nhi_id(conn, actor, "actor", "actor")
@@ -284,7 +285,7 @@ def get_rule(conn: Connection, rule_id: str) -> dict[str, Any]:
     query, _ = _query()
     row = conn.execute(query.where(DelegationRule.id == rule_id)).first()
     if row is None:
-        raise RegistryError("not_found", f"no rule {rule_id!r}")
+        raise NotFound(f"no rule {rule_id!r}", what="rule")
     return _as_dict(row, _targets(conn, [rule_id])[rule_id])
 
 

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from sts.core.domain import MAX_LINEAGE
-from sts.services.registry import RegistryError, audit_admin_action
+from sts.services.errors import Invalid, NotFound
+from sts.services.registry import audit_admin_action
 from sts.store.models import (
     Credential,
     DelegationRule,
@@ -71,33 +72,33 @@ def _seeds(conn: Connection, kind: str, target: str) -> Select[Any]:
     elif kind == "nhi":
         row = conn.execute(select(Nhi.id).where(Nhi.client_id == target)).first()
         if row is None:
-            raise RegistryError("not_found", f"no NHI named {target!r}")
+            raise NotFound(f"no NHI named {target!r}", what=kind)
         condition = token.actor_id == row.id
     elif kind == "credential":
         if conn.execute(select(Credential.id).where(Credential.id == target)).first() is None:
-            raise RegistryError("not_found", f"no credential {target!r}")
+            raise NotFound(f"no credential {target!r}", what=kind)
         condition = token.credential_id == target
     elif kind == "rule":
         if (
             conn.execute(select(DelegationRule.id).where(DelegationRule.id == target)).first()
             is None
         ):
-            raise RegistryError("not_found", f"no rule {target!r}")
+            raise NotFound(f"no rule {target!r}", what=kind)
         condition = token.rule_id == target
     elif kind == "issuer":
         if (
             conn.execute(select(TrustedIssuer.id).where(TrustedIssuer.issuer == target)).first()
             is None
         ):
-            raise RegistryError("not_found", "no such trusted issuer")
+            raise NotFound("no such trusted issuer", what=kind)
         condition = token.subject_issuer == target
     else:
-        raise RegistryError("invalid", f"kind must be one of {', '.join(KINDS)}")
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
     if (
         kind in ("token", "txn")
         and conn.execute(select(token.jti).where(condition).limit(1)).first() is None
     ):
-        raise RegistryError("not_found", f"no tokens for this {kind}")
+        raise NotFound(f"no tokens for this {kind}", what=kind)
     return select(token.jti).where(condition)
 
 
@@ -187,7 +188,7 @@ def revoke(
     """Revoke ``target`` of ``kind`` and everything derived from it; with ``dry_run``, only
     report the blast radius and change nothing."""
     if kind not in KINDS:
-        raise RegistryError("invalid", f"kind must be one of {', '.join(KINDS)}")
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
     seeds = _seeds(conn, kind, target)
     live = _live(_affected(seeds), now)
     if dry_run:
