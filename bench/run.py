@@ -273,22 +273,23 @@ def reset(url: str) -> None:
 def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> dict[str, str]:
     """The benchmark registry: person IdP, web → agent → tool → data, and rules."""
     from sts.core.secrets import SecretHasher, load_hash_key
-    from sts.services import registry, rules
+    from sts.services import issuers, nhis, rules
+    from sts.store.admin import admin_store
     from sts.store.db import create_engine
 
     hasher = SecretHasher(load_hash_key(keys_dir, create=False))
     engine = create_engine(url)
     now = int(time.time())
     secrets_by_name: dict[str, str] = {}
-    with engine.begin() as conn:
+    with admin_store(engine) as store:
         for name, kind in [
             ("web", "service"),
             ("agent", "agent"),
             ("data", "service"),
             ("introspector", "service"),
         ]:
-            _, secret = registry.create_nhi(
-                conn,
+            _, secret = nhis.create_nhi(
+                store,
                 hasher,
                 name=name,
                 kind=kind,
@@ -297,8 +298,8 @@ def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> di
                 scope="orders:read orders:write",
             )
             secrets_by_name[name] = secret or ""
-        registry.create_nhi(
-            conn,
+        nhis.create_nhi(
+            store,
             hasher,
             name="tool",
             kind="workload",
@@ -307,8 +308,8 @@ def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> di
             scope="orders:read",
             jwks=tool_keys.jwks,
         )
-        registry.add_issuer(
-            conn,
+        issuers.add_issuer(
+            store,
             issuer=IDP,
             jwks=idp.jwks,
             audiences=["web"],
@@ -318,7 +319,7 @@ def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> di
             admin="bench",
         )
         rules.create_rule(
-            conn,
+            store,
             actor="web",
             targets=["agent"],
             scope="orders:read orders:write",
@@ -327,7 +328,7 @@ def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> di
             admin="bench",
         )
         rules.create_rule(
-            conn,
+            store,
             actor="agent",
             targets=["tool"],
             scope="orders:read orders:write",
@@ -336,7 +337,7 @@ def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> di
             admin="bench",
         )
         rules.create_rule(
-            conn,
+            store,
             actor="tool",
             targets=["data"],
             scope="orders:read",

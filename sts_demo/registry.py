@@ -15,8 +15,9 @@ from typing import Any
 from sts.core.clock import SystemClock
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings
-from sts.services import registry
+from sts.services import nhis
 from sts.services.errors import NotFound
+from sts.store.admin import admin_store
 from sts.store.db import create_engine
 
 DEMO_CREDENTIALS = Path("var/demo-credentials.json")
@@ -42,15 +43,15 @@ def seed_demo_registry(settings: Settings, say: Callable[[str], None]) -> dict[s
         saved = json.loads(DEMO_CREDENTIALS.read_text())
     now = SystemClock().now()
     try:
-        with engine.begin() as conn:
+        with admin_store(engine) as store:
             for spec in DEMO_NHIS:
                 try:
-                    registry.get_nhi(conn, spec["name"])
+                    nhis.get_nhi(store, spec["name"])
                     continue
                 except NotFound:
                     pass
-                _, secret = registry.create_nhi(
-                    conn,
+                _, secret = nhis.create_nhi(
+                    store,
                     hasher,
                     name=spec["name"],
                     kind=spec["kind"],

@@ -48,8 +48,9 @@ from jwt.algorithms import ECAlgorithm
 from sts.core.keys import generate_key
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings, SettingsError
-from sts.services import audit, registry, rules
-from sts.store import revocation
+from sts.services import audit, issuers, nhis, revocation, rules
+from sts.services.fields import load_jwks_text
+from sts.store.admin import admin_store
 from sts.store.db import create_engine
 from sts.store.migrate import upgrade
 
@@ -258,11 +259,11 @@ def register(
     now = int(time.time())
     found: dict[str, str] = {}
     try:
-        with engine.begin() as conn:
-            registry.add_issuer(
-                conn,
+        with admin_store(engine) as store:
+            issuers.add_issuer(
+                store,
                 issuer=idp.issuer,
-                jwks=registry.load_jwks_text(jwks_file.read_text(), "--jwks"),
+                jwks=load_jwks_text(jwks_file.read_text(), "--jwks"),
                 audiences=[names["web"]],
                 algorithms=["ES256"],
                 scope_mode="cap",
@@ -274,15 +275,15 @@ def register(
                 " --alg ES256 --scope-mode cap"
             )
             for role, kind in ROLES.items():
-                _, secret = registry.create_nhi(
-                    conn, hasher, name=names[role], kind=kind, owner="demo", now=now, admin="demo"
+                _, secret = nhis.create_nhi(
+                    store, hasher, name=names[role], kind=kind, owner="demo", now=now, admin="demo"
                 )
                 found[role] = str(secret)
                 say(f"  $ sts nhi create {names[role]} --kind {kind} --owner demo")
             for actor, target, scope, options in HOPS:
                 upstream = options.get("upstream")
                 rules.create_rule(
-                    conn,
+                    store,
                     actor=names[actor],
                     targets=[names[target]],
                     scope=scope,
@@ -411,8 +412,8 @@ def send_request(web_url: str, token: str) -> tuple[int, dict[str, Any]]:
 def print_audit(settings: Settings, txn: str, say: Say) -> None:
     engine = create_engine(settings.database_url, hide_parameters=True)
     try:
-        with engine.connect() as conn:
-            story = audit.show(conn, now=int(time.time()), txn=txn)
+        with admin_store(engine) as store:
+            story = audit.show(store, now=int(time.time()), txn=txn)
     finally:
         engine.dispose()
     init = story["initiated_by"]
@@ -431,9 +432,9 @@ def revoke_agent(settings: Settings, agent: str, say: Say) -> None:
     reason = "demo: the agent is compromised"
     engine = create_engine(settings.database_url, hide_parameters=True)
     try:
-        with engine.begin() as conn:
+        with admin_store(engine) as store:
             result = revocation.revoke(
-                conn, "nhi", agent, now=int(time.time()), admin="demo", reason=reason
+                store, "nhi", agent, now=int(time.time()), admin="demo", reason=reason
             )
     finally:
         engine.dispose()

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from sts.services import registry
+from sts.services import nhis
+from sts.store.admin import admin_store
 from tests.conftest import Registered
 from tests.exchange_fixtures import client_credentials
 
@@ -45,9 +46,9 @@ class Api:
 
 def bootstrap(runtime: Any, clock: Any, name: str = "ops") -> Registered:
     """The first administrator, as ``sts admin bootstrap`` registers it."""
-    with runtime.engine.begin() as conn:
-        view, secret = registry.bootstrap_admin(
-            conn, runtime.hasher, name=name, now=clock.now(), admin="test"
+    with admin_store(runtime.engine) as store:
+        view, secret = nhis.bootstrap_admin(
+            store, runtime.hasher, name=name, now=clock.now(), admin="test"
         )
     return Registered(view.client_id, secret, view.sub)
 

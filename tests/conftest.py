@@ -28,7 +28,8 @@ from sqlalchemy.engine import Engine
 from sts.core.clock import FrozenClock
 from sts.core.settings import Settings
 from sts.runtime import Runtime, build_runtime
-from sts.services import registry
+from sts.services import nhis
+from sts.store.admin import admin_store
 from sts.store.db import create_engine
 from sts.store.migrate import upgrade
 from sts.store.models import Base
@@ -145,8 +146,8 @@ def make_nhi(runtime: Runtime, clock: FrozenClock) -> Any:
     """Register an NHI through the service layer; returns its client_id and secret."""
 
     def make(name: str, kind: str = "service", **kwargs: Any) -> Registered:
-        with runtime.engine.begin() as conn:
-            view, secret = registry.create_nhi(conn, runtime.hasher, name=name, kind=kind,
+        with admin_store(runtime.engine) as store:
+            view, secret = nhis.create_nhi(store, runtime.hasher, name=name, kind=kind,
                                                now=clock.now(), admin="test", **kwargs)
         return Registered(view.client_id, secret, view.sub)
 

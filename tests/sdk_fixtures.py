@@ -14,7 +14,8 @@ from chain_sts_client import ClientSecret, ExchangeClient, HttpResponse, UrllibT
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from sts.core.settings import Settings
-from sts.services import registry, rules
+from sts.services import issuers, rules
+from sts.store.admin import admin_store
 from tests.exchange_fixtures import PersonIdp
 
 
@@ -125,15 +126,15 @@ def chain_fixture(live_sts: str, runtime: Any, make_nhi: Any, clock: Any) -> Cha
             ("data", "service"),
         ]
     }
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(conn, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(store, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
                             algorithms=["ES256"], scope_mode="cap", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="web", targets=["agent"], scope="orders:read orders:write",
+        rules.create_rule(store, actor="web", targets=["agent"], scope="orders:read orders:write",
                           subject=f"issuer:{idp.issuer}", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="agent", targets=["tool", "data"],
+        rules.create_rule(store, actor="agent", targets=["tool", "data"],
                           scope="orders:read orders:write", upstream="web", now=clock.now(),
                           admin="t")
-        rules.create_rule(conn, actor="tool", targets=["data"], scope="orders:read",
+        rules.create_rule(store, actor="tool", targets=["data"], scope="orders:read",
                           upstream="agent", now=clock.now(), admin="t")
     return Chain(idp, {n: r.secret for n, r in made.items()}, live_sts)
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sts.services import registry
+from sts.services import nhis
+from sts.store.admin import admin_store
 from tests.admin_api_helpers import admin, admin_nhi, error
 
 __all__ = ["admin", "admin_nhi"]  # fixtures
@@ -24,7 +25,7 @@ def _fail(exc: Exception) -> Any:
 def test_admin_api_when_unexpected_exception_then_the_app_generic_500_with_a_code(
     admin, monkeypatch, caplog
 ):
-    monkeypatch.setattr(registry, "list_nhis", _fail(RuntimeError("boom")))
+    monkeypatch.setattr(nhis, "list_nhis", _fail(RuntimeError("boom")))
     resp = admin.get("/nhis")
     assert resp.status_code == 500
     assert resp.get_json() == {
@@ -38,7 +39,7 @@ def test_admin_api_when_unexpected_exception_then_the_app_generic_500_with_a_cod
 
 def test_admin_api_when_database_unreachable_then_503_with_retry_after(admin, monkeypatch):
     down = OperationalError("SELECT 1", {}, Exception("connection refused"))
-    monkeypatch.setattr(registry, "list_nhis", _fail(down))
+    monkeypatch.setattr(nhis, "list_nhis", _fail(down))
     resp = admin.get("/nhis")
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "5"
@@ -54,18 +55,18 @@ def test_create_nhi_when_a_concurrent_create_commits_first_then_retried_and_idem
 ):
     if runtime.engine.dialect.name == "sqlite":
         pytest.skip("SQLite serialises writers from BEGIN: two creates cannot race")
-    ensure = registry.ensure_nhi
+    ensure = nhis.ensure_nhi
     calls = []
 
-    def racing(conn: Any, hasher: Any, **kwargs: Any) -> Any:
+    def racing(store: Any, hasher: Any, **kwargs: Any) -> Any:
         calls.append(kwargs["name"])
         if len(calls) == 1:  # another request creates the same NHI and commits first
-            with runtime.engine.begin() as other:
+            with admin_store(runtime.engine) as other:
                 ensure(other, hasher, **{**kwargs, "admin": "other"})
             raise IntegrityError("INSERT", {}, Exception("duplicate key"))
-        return ensure(conn, hasher, **kwargs)
+        return ensure(store, hasher, **kwargs)
 
-    monkeypatch.setattr(registry, "ensure_nhi", racing)
+    monkeypatch.setattr(nhis, "ensure_nhi", racing)
     resp = admin.post("/nhis", {"name": "web", "kind": "service"})
     assert (resp.status_code, calls) == (200, ["web", "web"])
     assert resp.get_json()["client_id"] == "web"
@@ -73,7 +74,7 @@ def test_create_nhi_when_a_concurrent_create_commits_first_then_retried_and_idem
 
 def test_create_nhi_when_integrity_error_persists_then_409_conflict(admin, monkeypatch):
     monkeypatch.setattr(
-        registry, "ensure_nhi", _fail(IntegrityError("INSERT", {}, Exception("duplicate")))
+        nhis, "ensure_nhi", _fail(IntegrityError("INSERT", {}, Exception("duplicate")))
     )
     resp = admin.post("/nhis", {"name": "web", "kind": "service"})
     assert resp.status_code == 409

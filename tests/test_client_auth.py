@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
-from sts.services import registry
+from sts.services import credentials, nhis
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.helpers import FORM, KeyPair, basic, claims_of
@@ -199,9 +200,9 @@ def test_client_secret_basic_when_client_disabled_then_invalid_client(
     client, make_nhi, runtime, clock
 ):
     web = make_nhi("web")
-    with runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "web", status="disabled", reason="incident", now=clock.now(), admin="test"
+    with admin_store(runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "web", status="disabled", reason="incident", now=clock.now(), admin="test"
         )
     assert_invalid_client(post(client, CC, basic("web", web.secret)))
     assert denial_reasons(runtime) == ["client disabled"]
@@ -209,12 +210,12 @@ def test_client_secret_basic_when_client_disabled_then_invalid_client(
 
 def test_client_auth_when_client_reenabled_then_token_issued(client, make_nhi, runtime, clock):
     web = make_nhi("web")
-    with runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "web", status="disabled", reason="incident", now=clock.now(), admin="test"
+    with admin_store(runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "web", status="disabled", reason="incident", now=clock.now(), admin="test"
         )
-        registry.set_nhi_status(
-            conn, "web", status="active", reason="", now=clock.now(), admin="test"
+        nhis.set_nhi_status(
+            store, "web", status="active", reason="", now=clock.now(), admin="test"
         )
     assert post(client, CC, basic("web", web.secret)).status_code == 200
 
@@ -317,9 +318,9 @@ def test_secret_rotation_when_grace_then_old_and_new_secret_work_until_grace_end
     client, make_nhi, runtime, clock
 ):
     web = make_nhi("web")
-    with runtime.engine.begin() as conn:
-        _, new_secret = registry.rotate_secret(
-            conn, runtime.hasher, "web", now=clock.now(), admin="test", grace=600
+    with admin_store(runtime.engine) as store:
+        _, new_secret = credentials.rotate_secret(
+            store, runtime.hasher, "web", now=clock.now(), admin="test", grace=600
         )
     assert new_secret != web.secret
     assert post(client, CC, basic("web", web.secret)).status_code == 200
@@ -333,9 +334,9 @@ def test_secret_rotation_when_grace_zero_then_only_new_secret_works(
     client, make_nhi, runtime, clock
 ):
     web = make_nhi("web")
-    with runtime.engine.begin() as conn:
-        _, new_secret = registry.rotate_secret(
-            conn, runtime.hasher, "web", now=clock.now(), admin="test", grace=0
+    with admin_store(runtime.engine) as store:
+        _, new_secret = credentials.rotate_secret(
+            store, runtime.hasher, "web", now=clock.now(), admin="test", grace=0
         )
     assert_invalid_client(post(client, CC, basic("web", web.secret)))
     assert post(client, CC, basic("web", new_secret)).status_code == 200
@@ -580,9 +581,9 @@ def test_private_key_jwt_when_client_unknown_then_invalid_client(client, clock):
 def test_private_key_jwt_when_client_disabled_then_invalid_client(client, make_nhi, clock, runtime):
     keys = KeyPair()
     make_nhi("agent", kind="agent", jwks=keys.jwks)
-    with runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "agent", status="disabled", reason="incident", now=clock.now(), admin="test"
+    with admin_store(runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "agent", status="disabled", reason="incident", now=clock.now(), admin="test"
         )
     assertion = keys.assertion("agent", TOKEN_ENDPOINT, clock.now())
     assert_invalid_client(post(client, jwt_form(assertion)))
@@ -599,9 +600,9 @@ def test_private_key_jwt_when_two_key_credentials_then_lineage_names_the_one_tha
 ):
     old, new = KeyPair("old-key"), KeyPair("new-key")
     make_nhi("agent", kind="agent", jwks=old.jwks)
-    with runtime.engine.begin() as conn:
-        cred, _ = registry.add_credential(
-            conn, runtime.hasher, "agent", now=clock.now(), admin="t", jwks=new.jwks
+    with admin_store(runtime.engine) as store:
+        cred, _ = credentials.add_credential(
+            store, runtime.hasher, "agent", now=clock.now(), admin="t", jwks=new.jwks
         )
     resp = post(client, jwt_form(new.assertion("agent", TOKEN_ENDPOINT, clock.now())))
     assert resp.status_code == 200, resp.json
@@ -617,9 +618,9 @@ def test_private_key_jwt_when_two_key_credentials_and_no_kid_then_invalid_client
     # assertion that does not name its key cannot be attributed, so it is refused.
     old, new = KeyPair("old-key"), KeyPair("new-key")
     make_nhi("agent", kind="agent", jwks=old.jwks)
-    with runtime.engine.begin() as conn:
-        registry.add_credential(
-            conn, runtime.hasher, "agent", now=clock.now(), admin="t", jwks=new.jwks
+    with admin_store(runtime.engine) as store:
+        credentials.add_credential(
+            store, runtime.hasher, "agent", now=clock.now(), admin="t", jwks=new.jwks
         )
     claims = {
         "iss": "agent",

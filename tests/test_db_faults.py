@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sts.core.clock import FrozenClock
 from sts.core.settings import Settings
 from sts.runtime import Runtime, build_runtime
-from sts.services import registry, rules
+from sts.services import nhis, rules
+from sts.store.admin import admin_store
 from sts.store.migrate import upgrade
 from sts.store.models import AuditEvent, IssuedToken
 from sts.web import create_app
@@ -83,12 +84,12 @@ def world(pg: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest) ->
     clock = FrozenClock(int(time.time()))
     runtime = build_runtime(settings, clock)
     app = create_app(settings, rt=runtime)
-    with runtime.engine.begin() as conn:
-        view, secret = registry.create_nhi(conn, runtime.hasher, name="web", kind="service",
+    with admin_store(runtime.engine) as store:
+        view, secret = nhis.create_nhi(store, runtime.hasher, name="web", kind="service",
                                            scope="orders:read", now=clock.now(), admin="t")
-        registry.create_nhi(conn, runtime.hasher, name="agent", kind="agent",
+        nhis.create_nhi(store, runtime.hasher, name="agent", kind="agent",
                             now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="web", targets=["agent"], scope="orders:read",
+        rules.create_rule(store, actor="web", targets=["agent"], scope="orders:read",
                           now=clock.now(), admin="t")
     yield World(pg, app, runtime, Registered(view.client_id, secret, view.sub))
     runtime.close()

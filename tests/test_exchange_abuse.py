@@ -29,7 +29,8 @@ from sqlalchemy.engine import Engine
 from sts.core.clock import FrozenClock
 from sts.core.settings import Settings
 from sts.runtime import Runtime
-from sts.services import registry, rules
+from sts.services import issuers, nhis, rules
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import (
@@ -144,9 +145,9 @@ class World:
         return access_token
 
     def rule(self, actor: str, targets: list[str], scope: str = ORDERS, **kwargs: Any) -> str:
-        with self.runtime.engine.begin() as conn:
+        with admin_store(self.runtime.engine) as store:
             rule = rules.create_rule(
-                conn,
+                store,
                 actor=actor,
                 targets=targets,
                 scope=scope,
@@ -176,9 +177,9 @@ def world(client, runtime, make_nhi, clock) -> World:
         "data": make_nhi("data", "service", resources=[DATA_URI]),
         "other": make_nhi("other", "service"),
     }
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(
-            conn,
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(
+            store,
             issuer=idp.issuer,
             jwks=idp.keys.jwks,
             audiences=["web"],
@@ -527,9 +528,9 @@ def test_chain_when_depth_exceeds_configured_global_limit_then_invalid_request(w
 
 
 def test_chain_when_depth_exceeds_rule_max_depth_then_invalid_request(world, trail, relay):
-    with world.runtime.engine.begin() as conn:
+    with admin_store(world.runtime.engine) as store:
         for name in ("d2", "d3"):
-            rules.disable_rule(conn, world.rule_ids[name], now=world.clock.now(), admin="t")
+            rules.disable_rule(store, world.rule_ids[name], now=world.clock.now(), admin="t")
     world.rule("d2", ["d3"], scope="", max_depth=2)
     shallow = world.rule("d3", ["d4"], scope="", max_depth=2)
     two = relay_chain(world, relay, 2)  # d2's hop mints depth 2: equal to the limit
@@ -767,9 +768,9 @@ def test_may_act_when_naming_this_actor_then_allowed_and_not_copied_forward(worl
 
 def test_chain_when_upstream_actor_disabled_then_next_hop_invalid_request(world, trail):
     tool_token = world.tool_token()
-    with world.runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "web", status="disabled", reason="compromised", now=world.clock.now(), admin="t"
+    with admin_store(world.runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "web", status="disabled", reason="compromised", now=world.clock.now(), admin="t"
         )
     trail.mark()
     resp = world.send("tool", tool_token, audience="data", scope="orders:read")
@@ -780,8 +781,8 @@ def test_chain_when_rule_that_minted_an_ancestor_disabled_then_next_hop_invalid_
     world, trail
 ):
     tool_token = world.tool_token()
-    with world.runtime.engine.begin() as conn:
-        rules.disable_rule(conn, world.rule_ids["web"], now=world.clock.now(), admin="t")
+    with admin_store(world.runtime.engine) as store:
+        rules.disable_rule(store, world.rule_ids["web"], now=world.clock.now(), admin="t")
     trail.mark()
     resp = world.send("tool", tool_token, audience="data", scope="orders:read")
     trail.denied(
@@ -887,9 +888,9 @@ WORKLOAD = "https://workload.example.test"
 def workload(world) -> PersonIdp:
     """A trusted workload-identity issuer vouching for NHIs by their ``sub`` (actor tokens)."""
     issuer = PersonIdp(WORKLOAD)
-    with world.runtime.engine.begin() as conn:
-        registry.add_issuer(
-            conn,
+    with admin_store(world.runtime.engine) as store:
+        issuers.add_issuer(
+            store,
             issuer=WORKLOAD,
             jwks=issuer.keys.jwks,
             algorithms=["ES256"],
@@ -1036,9 +1037,9 @@ def test_target_when_same_target_named_twice_then_allowed(world):
 
 
 def test_target_when_disabled_then_same_invalid_target(world, trail):
-    with world.runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "agent", status="disabled", reason="retired", now=world.clock.now(), admin="t"
+    with admin_store(world.runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "agent", status="disabled", reason="retired", now=world.clock.now(), admin="t"
         )
     trail.mark()
     resp = world.send("web", world.person(), audience="agent")

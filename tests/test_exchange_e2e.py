@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from sts.services import registry, rules
+from sts.services import issuers, rules
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import PersonIdp, exchange
@@ -17,14 +18,14 @@ def chain_registry(runtime, make_nhi, clock):
     idp = PersonIdp()
     nhis = {name: make_nhi(name, kind) for name, kind in
             [("web", "service"), ("agent", "agent"), ("tool", "workload"), ("data", "service")]}
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(conn, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(store, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
                             algorithms=["ES256"], scope_mode="cap", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="web", targets=["agent"], scope="orders:read orders:write",
+        rules.create_rule(store, actor="web", targets=["agent"], scope="orders:read orders:write",
                           subject=f"issuer:{idp.issuer}", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="agent", targets=["tool"], scope="orders:read orders:write",
+        rules.create_rule(store, actor="agent", targets=["tool"], scope="orders:read orders:write",
                           upstream="web", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="tool", targets=["data"], scope="orders:read",
+        rules.create_rule(store, actor="tool", targets=["data"], scope="orders:read",
                           upstream="agent", max_ttl=120, now=clock.now(), admin="t")
     return idp, nhis
 

@@ -23,7 +23,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from sts.services import registry, rules
+from sts.services import issuers, nhis, rules
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
@@ -241,9 +242,9 @@ def build_world(
             max_depth=data.draw(st.sampled_from(depths(hop if actor else 0))),
             max_ttl=data.draw(st.sampled_from(TTLS)),
         )
-        with runtime.engine.begin() as conn:
+        with admin_store(runtime.engine) as store:
             view = rules.create_rule(
-                conn, actor=created.actor,
+                store, actor=created.actor,
                 targets=["*"] if targets is None else sorted(targets),
                 scope=" ".join(sorted(created.scopes)), subject=created.subject,
                 upstream=created.upstream, max_depth=created.max_depth,
@@ -252,9 +253,9 @@ def build_world(
         world.rules.append(replace(created, id=view["id"]))
     if person:
         mode = data.draw(st.sampled_from(["cap", "rule"]), label="issuer scope mode")
-        with runtime.engine.begin() as conn:
-            registry.add_issuer(
-                conn,
+        with admin_store(runtime.engine) as store:
+            issuers.add_issuer(
+                store,
                 issuer=idp.issuer,
                 jwks=idp.keys.jwks,
                 audiences=names,
@@ -422,14 +423,14 @@ def play(data: Any, world: World, fx: dict[str, Any], steps: int, focused: bool)
             continue
         if step == "rule" and any(r.enabled for r in world.rules):
             off = data.draw(st.sampled_from([r for r in world.rules if r.enabled]))
-            with runtime.engine.begin() as conn:
-                rules.disable_rule(conn, off.id, now=clock.now(), admin="t")
+            with admin_store(runtime.engine) as store:
+                rules.disable_rule(store, off.id, now=clock.now(), admin="t")
             off.enabled = False
             continue
         if step == "nhi":
             name = data.draw(st.sampled_from(world.names), label="disable nhi")
-            with runtime.engine.begin() as conn:
-                registry.set_nhi_status(conn, name, status="disabled", reason="test",
+            with admin_store(runtime.engine) as store:
+                nhis.set_nhi_status(store, name, status="disabled", reason="test",
                                         now=clock.now(), admin="t")  # fmt: skip
             world.disabled.add(name)
             continue
@@ -490,11 +491,11 @@ def test_exchange_when_chain_would_pass_global_depth_then_sixth_actor_refused(
     nhis = {name: fx["make_nhi"](name, "agent") for name in names}
     idp = PersonIdp(f"https://idp-deep{next(NAMES)}.example.test")
     world = World(names, dict.fromkeys(names, "agent"), [], "alice", idp.issuer, None, nhis)
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(conn, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=names[:1],
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(store, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=names[:1],
                             algorithms=["ES256"], now=clock.now(), admin="t")  # fmt: skip
         for actor, target in itertools.pairwise(names):
-            view = rules.create_rule(conn, actor=actor, targets=[target], scope="a",
+            view = rules.create_rule(store, actor=actor, targets=[target], scope="a",
                                      now=clock.now(), admin="t")  # fmt: skip
             world.rules.append(Rule(view["id"], actor, frozenset({target}), frozenset({"a"}),
                                     "any", None, None, None))  # fmt: skip

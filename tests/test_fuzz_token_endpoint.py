@@ -40,7 +40,8 @@ from sqlalchemy import func, select
 from werkzeug.http import HTTP_STATUS_CODES
 
 from sts.core.domain import TOKEN_EXCHANGE
-from sts.services import registry, rules
+from sts.services import issuers, rules
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import (
@@ -170,12 +171,12 @@ def target(client, runtime, make_nhi, clock) -> Target:
         "fuzzer": make_nhi("fuzzer", "service", grants=[TOKEN_EXCHANGE]),
         "signer": make_nhi("signer", "service", grants=[TOKEN_EXCHANGE], jwks=signer.jwks),
     }
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(conn, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(store, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
                             algorithms=["ES256"], scope_mode="cap", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="web", targets=["agent"], scope="orders:read",
+        rules.create_rule(store, actor="web", targets=["agent"], scope="orders:read",
                           now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="agent", targets=["tool"], scope="orders:read",
+        rules.create_rule(store, actor="agent", targets=["tool"], scope="orders:read",
                           now=clock.now(), admin="t")
     root = client_credentials(client, nhis["web"], scope="orders:read").json["access_token"]
     hop = exchange(client, nhis["web"], root, audience="agent").json["access_token"]

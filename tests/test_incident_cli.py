@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from sqlalchemy import func, select
 
 from sts.cli import main
 from sts.core.clock import FrozenClock
-from sts.services import audit, gc, registry
+from sts.services import audit, gc, nhis
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.exchange_fixtures import IDP, exchange
 from tests.test_revocation import World, build_world, feed_jtis, is_active
@@ -65,8 +67,8 @@ def as_json(sts: Any, *args: str) -> Any:
 
 
 def credential_of(world: World, name: str) -> str:
-    with world.runtime.engine.connect() as conn:
-        return str(registry.get_nhi(conn, name).credentials[0]["id"])
+    with admin_store(world.runtime.engine) as store:
+        return str(nhis.get_nhi(store, name).credentials[0]["id"])
 
 
 # -- audit show ------------------------------------------------------------------------------
@@ -382,16 +384,16 @@ def test_audit_show_when_gc_removed_only_the_deepest_hop_then_it_comes_from_the_
     world: World, denied: dict[str, Any]
 ) -> None:
     chain = world.chains["alice1"]
-    with world.runtime.engine.connect() as conn:
-        before = audit.show(conn, now=world.clock.now(), txn=chain.txn)
+    with admin_store(world.runtime.engine) as store:
+        before = audit.show(store, now=world.clock.now(), txn=chain.txn)
     later = chain.hops[2].claims["exp"] + 1  # the last hop (shorter rule ttl) has expired
 
-    removed = gc.collect(world.runtime.engine, now=later, retention_seconds=0)
+    removed = gc.collect(partial(admin_store, world.runtime.engine), now=later, retention_seconds=0)
 
     assert removed["lineage_rows"] == 3  # every chain's last hop
-    with world.runtime.engine.connect() as conn:
-        after = audit.show(conn, now=later, txn=chain.txn)
-        by_jti = audit.show(conn, now=later, jti=chain.hops[2].jti)
+    with admin_store(world.runtime.engine) as store:
+        after = audit.show(store, now=later, txn=chain.txn)
+        by_jti = audit.show(store, now=later, jti=chain.hops[2].jti)
     assert after["initiated_by"] == before["initiated_by"]
     assert after["executed_by"] == ["web", "agent", "tool"]
     keys = ("jti", "parent_jti", "depth", "actor", "credential_id", "target", "scope", "rule_id")

@@ -26,6 +26,7 @@ from sts.core.secrets import SecretHasher
 from sts.oauth.rfc6749.request import MAX_PARAMETER_LENGTH, SHORT_PARAMETERS
 from sts.oauth.validation import TokenValidator
 from sts.services import rules
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from sts.store.sql import SqlStore
 from tests.conftest import ISSUER
@@ -250,9 +251,9 @@ def signed_hop(client, runtime, make_nhi, clock) -> Callable[[Any], str]:
     """Sign the claims of a real web → agent token, with ``act`` replaced, by our own key."""
     web, _agent = make_nhi("web", scope="orders:read"), make_nhi("agent", "agent")
     make_nhi("tool", "workload")
-    with runtime.engine.begin() as conn:
+    with admin_store(runtime.engine) as store:
         for actor, target in (("web", "agent"), ("agent", "tool")):
-            rules.create_rule(conn, actor=actor, targets=[target], scope="orders:read",
+            rules.create_rule(store, actor=actor, targets=[target], scope="orders:read",
                               now=clock.now(), admin="t")
     root = client_credentials(client, web).json["access_token"]
     hop = exchange(client, web, root, audience="agent").json["access_token"]

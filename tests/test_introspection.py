@@ -9,7 +9,8 @@ import jwt
 import pytest
 
 from sts.oauth import feed
-from sts.services import audit, registry, rules
+from sts.services import audit, nhis, rules
+from sts.store.admin import admin_store
 from sts.store.revocation import revoke
 from tests.conftest import ISSUER, Registered
 from tests.exchange_fixtures import client_credentials
@@ -252,9 +253,9 @@ def test_introspect_when_identity_in_chain_disabled_then_inactive_until_enabled(
     def states() -> list[bool]:
         return [is_active(world, h, frozenset({"agent"})) for h in chain.hops]
 
-    with world.runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn,
+    with admin_store(world.runtime.engine) as store:
+        nhis.set_nhi_status(
+            store,
             "agent",
             status="disabled",
             reason="investigating",
@@ -263,17 +264,17 @@ def test_introspect_when_identity_in_chain_disabled_then_inactive_until_enabled(
         )
     assert states() == [True, False, False]
     assert feed_jtis(world.client, world.nhis["data"]) == {}  # disabled, not revoked
-    with world.runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "agent", status="active", reason="", now=world.clock.now(), admin="t"
+    with admin_store(world.runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "agent", status="active", reason="", now=world.clock.now(), admin="t"
         )
     assert states() == [True, True, True]
 
 
 def test_introspect_when_rule_disabled_then_tokens_it_minted_inactive(world: World) -> None:
     chain = world.chains["alice1"]
-    with world.runtime.engine.begin() as conn:
-        rules.disable_rule(conn, world.rules["tool"], now=world.clock.now(), admin="t")
+    with admin_store(world.runtime.engine) as store:
+        rules.disable_rule(store, world.rules["tool"], now=world.clock.now(), admin="t")
 
     assert [is_active(world, h) for h in chain.hops] == [True, True, False]
 
@@ -308,9 +309,9 @@ def test_introspect_when_basic_and_body_secret_together_then_400(world: World) -
 
 def test_introspect_when_caller_disabled_then_401(world: World) -> None:
     token = world.chains["alice1"].hops[1]
-    with world.runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "tool", status="disabled", reason="x", now=world.clock.now(), admin="t"
+    with admin_store(world.runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "tool", status="disabled", reason="x", now=world.clock.now(), admin="t"
         )
 
     resp = introspect(world.client, world.nhis["tool"], token.token)
@@ -413,8 +414,8 @@ def test_rfc7009_when_holder_revokes_then_200_empty_and_token_and_descendants_in
     assert is_active(world, chain.hops[0])
     assert all(is_active(world, h) for h in world.chains["alice2"].hops)
     assert set(feed_jtis(world.client, world.nhis["data"])) == {h.jti for h in chain.hops[1:]}
-    with world.runtime.engine.connect() as conn:
-        story = audit.show(conn, now=world.clock.now(), txn=chain.txn)
+    with admin_store(world.runtime.engine) as store:
+        story = audit.show(store, now=world.clock.now(), txn=chain.txn)
     assert [(r["kind"], r["target"], r["revoked_by"]) for r in story["revocations"]] == [
         ("token", token.jti, "agent")
     ]

@@ -23,7 +23,8 @@ from jwcrypto import jwk, jws
 from jwcrypto import jwt as jose_jwt
 
 from sts.runtime import build_runtime
-from sts.services import registry
+from sts.services import nhis
+from sts.store.admin import admin_store
 from sts.web import create_app
 from tests.conftest import ISSUER
 from tests.helpers import FORM, basic
@@ -52,9 +53,9 @@ def test_client_credentials_token_when_verified_with_jwcrypto_then_rfc9068_heade
     configured = dataclasses.replace(settings, signing_alg=alg, keys_dir=tmp_path / "keys")
     rt = build_runtime(configured, clock, engine=engine)
     client = create_app(configured, rt=rt).test_client()
-    with engine.begin() as conn:
-        _, secret = registry.create_nhi(
-            conn,
+    with admin_store(engine) as store:
+        _, secret = nhis.create_nhi(
+            store,
             rt.hasher,
             name="web",
             kind="service",

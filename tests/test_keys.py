@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sts.core.keys import KeyFileError, KeyRing, KeyStore, generate_key, load_key
 from sts.core.secrets import HASH_KEY_FILE, load_hash_key
 from sts.runtime import build_runtime
-from sts.services import registry
+from sts.services import nhis
+from sts.store.admin import admin_store
 from sts.web import create_app
 from tests.conftest import ISSUER, Registered
 from tests.helpers import FORM, basic, header_of
@@ -217,9 +218,9 @@ def test_signing_when_configured_algorithm_then_first_key_generated_with_it(
     rt = build_runtime(configured, clock, engine=engine)
     client = create_app(configured, rt=rt).test_client()
     assert rt.keys.ring.signing.alg == alg
-    with engine.begin() as conn:
-        view, secret = registry.create_nhi(
-            conn, rt.hasher, name="web", kind="service", now=clock.now(), admin="test"
+    with admin_store(engine) as store:
+        view, secret = nhis.create_nhi(
+            store, rt.hasher, name="web", kind="service", now=clock.now(), admin="test"
         )
     token = issue(client, Registered(view.client_id, secret, view.sub))
     assert header_of(token)["alg"] == alg

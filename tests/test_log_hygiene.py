@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import select
 
 from sts.core import logs
-from sts.services import registry, rules
+from sts.services import issuers, rules
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent
 from sts.store.revocation import revoke
 from tests.conftest import ISSUER, LEAK_PATTERNS, leaks
@@ -114,12 +115,12 @@ def world(runtime, make_nhi, clock):
         "tool": make_nhi("tool", "workload"),
         "signer": make_nhi("signer", "service", jwks=keys.jwks),
     }
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(conn, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(store, issuer=idp.issuer, jwks=idp.keys.jwks, audiences=["web"],
                             algorithms=["ES256"], scope_mode="rule", now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="web", targets=["agent"], scope="orders:read",
+        rules.create_rule(store, actor="web", targets=["agent"], scope="orders:read",
                           now=clock.now(), admin="t")
-        rules.create_rule(conn, actor="agent", targets=["tool"], scope="orders:read",
+        rules.create_rule(store, actor="agent", targets=["tool"], scope="orders:read",
                           now=clock.now(), admin="t")
     return idp, keys, nhis
 

@@ -30,7 +30,8 @@ from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings, SettingsError
 from sts.runtime import build_runtime
-from sts.services import registry, rules
+from sts.services import nhis, rules
+from sts.store.admin import admin_store
 from sts.store.db import create_engine
 from sts.store.migrate import upgrade
 from tests.conftest import ISSUER, PG_DB, Registered
@@ -104,9 +105,9 @@ class Cluster:
         name = f"{prefix}-{next(NAMES)}"
         engine = create_engine(self.database_url)
         try:
-            with engine.begin() as conn:
-                view, secret = registry.create_nhi(
-                    conn, SecretHasher(load_hash_key(self.keys_dir, create=False)), name=name,
+            with admin_store(engine) as store:
+                view, secret = nhis.create_nhi(
+                    store, SecretHasher(load_hash_key(self.keys_dir, create=False)), name=name,
                     kind=kind, now=int(time.time()), admin="t", **kwargs)
         finally:
             engine.dispose()
@@ -115,8 +116,8 @@ class Cluster:
     def rule(self, actor: Registered, target: Registered, scope: str = "orders:read") -> str:
         engine = create_engine(self.database_url)
         try:
-            with engine.begin() as conn:
-                created = rules.create_rule(conn, actor=actor.client_id,
+            with admin_store(engine) as store:
+                created = rules.create_rule(store, actor=actor.client_id,
                                             targets=[target.client_id], scope=scope,
                                             now=int(time.time()), admin="t")
         finally:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from sts.services import audit, registry, rules
+from sts.services import audit, credentials, issuers, nhis, revocation, rules
 from sts.services.errors import Invalid, NotFound
+from sts.store.admin import admin_store
 from sts.store.models import IssuedToken
 from sts.store.revocation import Result, revoke
 from tests.conftest import Registered
@@ -111,9 +112,9 @@ def build_world(client: Any, runtime: Any, make_nhi: Any, clock: Any) -> World:
         ]
     }
     now = clock.now()
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(
-            conn,
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(
+            store,
             issuer=idp.issuer,
             jwks=idp.keys.jwks,
             audiences=["web"],
@@ -125,7 +126,7 @@ def build_world(client: Any, runtime: Any, make_nhi: Any, clock: Any) -> World:
         people = f"issuer:{idp.issuer}"
         rule_ids = {
             "web": rules.create_rule(
-                conn,
+                store,
                 actor="web",
                 targets=["agent"],
                 scope="orders:read orders:write",
@@ -134,7 +135,7 @@ def build_world(client: Any, runtime: Any, make_nhi: Any, clock: Any) -> World:
                 admin="t",
             )["id"],
             "direct": rules.create_rule(
-                conn,
+                store,
                 actor="web",
                 targets=["data"],
                 scope="orders:read",
@@ -143,7 +144,7 @@ def build_world(client: Any, runtime: Any, make_nhi: Any, clock: Any) -> World:
                 admin="t",
             )["id"],
             "agent": rules.create_rule(
-                conn,
+                store,
                 actor="agent",
                 targets=["tool"],
                 scope="orders:read orders:write",
@@ -152,7 +153,7 @@ def build_world(client: Any, runtime: Any, make_nhi: Any, clock: Any) -> World:
                 admin="t",
             )["id"],
             "tool": rules.create_rule(
-                conn,
+                store,
                 actor="tool",
                 targets=["data"],
                 scope="orders:read",
@@ -322,8 +323,8 @@ def test_revoke_nhi_when_agent_revoked_then_every_chain_through_it_dies(world: W
     assert (resp.status_code, resp.json) == (401, INVALID_CLIENT)
     resp = exchange(world.client, agent, world.chains["alice2"].hops[0].token, audience="tool")
     assert (resp.status_code, resp.json) == (401, INVALID_CLIENT)
-    with world.runtime.engine.connect() as conn:
-        view = registry.get_nhi(conn, "agent")
+    with admin_store(world.runtime.engine) as store:
+        view = nhis.get_nhi(store, "agent")
     assert view.status == "disabled" and view.status_reason == "compromised"
     assert {c["status"] for c in view.credentials} == {"revoked"}
     # Tokens no agent touched keep working: bob's direct token, tool's own token.
@@ -334,10 +335,10 @@ def test_revoke_nhi_when_agent_revoked_then_every_chain_through_it_dies(world: W
 def test_revoke_credential_when_rotated_then_only_tokens_of_the_old_one_die(
     world: World,
 ) -> None:
-    with world.runtime.engine.begin() as conn:
-        old = registry.get_nhi(conn, "agent").credentials[0]["id"]
-        new_id, new_secret = registry.rotate_secret(
-            conn, world.runtime.hasher, "agent", now=world.clock.now(), admin="t"
+    with admin_store(world.runtime.engine) as store:
+        old = nhis.get_nhi(store, "agent").credentials[0]["id"]
+        new_id, new_secret = credentials.rotate_secret(
+            store, world.runtime.hasher, "agent", now=world.clock.now(), admin="t"
         )
     world.chains["carol"] = world.run_chain("carol", agent=new_secret)
     with world.runtime.engine.connect() as conn:
@@ -444,19 +445,18 @@ def test_revoke_when_tokens_expired_then_they_are_not_counted(world: World) -> N
 def test_revoke_when_target_unknown_then_not_found(
     world: World, kind: str, target: str, dry_run: bool
 ) -> None:
-    with (
-        pytest.raises(NotFound) as raised,
-        world.runtime.engine.begin() as conn,
-    ):
-        revoke(conn, kind, target, now=world.clock.now(), admin="test", dry_run=dry_run)
+    with pytest.raises(NotFound) as raised, admin_store(world.runtime.engine) as store:
+        revocation.revoke(
+            store, kind, target, now=world.clock.now(), admin="test", dry_run=dry_run
+        )
 
-    assert raised.value.code == "not_found"
+    assert (raised.value.code, raised.value.what) == ("not_found", kind)
     assert feed_jtis(world.client, world.nhis["data"]) == {}
 
 
 def test_revoke_when_kind_unknown_then_invalid(world: World) -> None:
-    with pytest.raises(Invalid) as raised, world.runtime.engine.begin() as conn:
-        revoke(conn, "person", "alice", now=world.clock.now(), admin="test")
+    with pytest.raises(Invalid) as raised, admin_store(world.runtime.engine) as store:
+        revocation.revoke(store, "person", "alice", now=world.clock.now(), admin="test")
 
     assert raised.value.code == "invalid"
 
@@ -464,8 +464,8 @@ def test_revoke_when_kind_unknown_then_invalid(world: World) -> None:
 def test_revoke_when_done_then_audited_with_admin_reason_and_count(world: World) -> None:
     revoke_checked(world, "nhi", "agent", reason="compromised")
 
-    with world.runtime.engine.connect() as conn:
-        events = audit.list_events(conn, event="admin.revoke.nhi")
+    with admin_store(world.runtime.engine) as store:
+        events = audit.list_events(store, event="admin.revoke.nhi")
     assert len(events) == 1
     assert events[0]["client_id"] == "test"
     assert events[0]["decision"] == "done"

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from sts.services import rules
+from sts.store.admin import admin_store
 from sts.store.models import IssuedToken
 from sts.store.revocation import revoke
 from tests.conftest import _engine_for, empty_database
@@ -36,9 +37,9 @@ def world(runtime, make_nhi, clock):
         n: make_nhi(n, k, scope="read")
         for n, k in [("web", "service"), ("agent", "agent"), ("tool", "workload")]
     }
-    with runtime.engine.begin() as conn:
+    with admin_store(runtime.engine) as store:
         web_rule = rules.create_rule(
-            conn,
+            store,
             actor="web",
             targets=["agent"],
             scope="read",
@@ -47,7 +48,7 @@ def world(runtime, make_nhi, clock):
             admin="t",
         )
         agent_rule = rules.create_rule(
-            conn,
+            store,
             actor="agent",
             targets=["tool"],
             scope="read",
@@ -140,9 +141,9 @@ def test_revoke_when_exchanges_in_flight_then_nothing_derived_survives(
             assert resp.json == {"active": False}
         assert len(set(jtis)) == len(jtis)
         if kind == "rule":  # the next round needs a rule again
-            with runtime.engine.begin() as conn:
+            with admin_store(runtime.engine) as store:
                 rule_ids["agent"] = rules.create_rule(
-                    conn,
+                    store,
                     actor="agent",
                     targets=["tool"],
                     scope="read",

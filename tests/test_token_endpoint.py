@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sts.services import registry
+from sts.services import nhis
+from sts.store.admin import admin_store
 from sts.store.models import AuditEvent, IssuedToken
 from tests.conftest import ISSUER
 from tests.helpers import FORM, basic, claims_of
@@ -443,9 +444,9 @@ def test_client_credentials_when_target_disabled_then_same_answer_as_unknown(
 ):
     web = make_nhi("web")
     make_nhi("orders")
-    with runtime.engine.begin() as conn:
-        registry.set_nhi_status(
-            conn, "orders", status="disabled", reason="retired", now=clock.now(), admin="test"
+    with admin_store(runtime.engine) as store:
+        nhis.set_nhi_status(
+            store, "orders", status="disabled", reason="retired", now=clock.now(), admin="test"
         )
     disabled = post(client, {**CC, "audience": "orders"}, basic("web", web.secret))
     unknown = post(client, {**CC, "audience": "nosuch"}, basic("web", web.secret))

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from sts.services import registry, rules
+from sts.services import issuers, rules
+from sts.store.admin import admin_store
 from tests.exchange_fixtures import PersonIdp, exchange
 from tests.helpers import KeyPair, claims_of
 
@@ -65,9 +66,9 @@ def remote_idp(runtime, make_nhi, clock, jwks_server):
     jwks_server.jwks = idp.keys.jwks
     web = make_nhi("web")
     make_nhi("agent", "agent")
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(
-            conn,
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(
+            store,
             issuer=idp.issuer,
             jwks_uri=jwks_server.url,
             audiences=["web"],
@@ -76,7 +77,7 @@ def remote_idp(runtime, make_nhi, clock, jwks_server):
             admin="t",
         )
         rules.create_rule(
-            conn,
+            store,
             actor="web",
             targets=["agent"],
             scope="read",
@@ -167,9 +168,9 @@ def test_issuer_token_when_header_alg_does_not_fit_the_key_then_invalid_request_
     idp = PersonIdp("https://mixed-idp.example.test")
     web = make_nhi("web")
     make_nhi("agent", "agent")
-    with runtime.engine.begin() as conn:
-        registry.add_issuer(
-            conn,
+    with admin_store(runtime.engine) as store:
+        issuers.add_issuer(
+            store,
             issuer=idp.issuer,
             jwks=idp.keys.jwks,
             audiences=["web"],

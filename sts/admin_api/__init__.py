@@ -1,7 +1,7 @@
 """The admin REST API (``/admin/v1``) and the OpenAPI document of the whole HTTP surface.
 
 Everything the ``sts`` command does, over HTTP, through the same service layer
-(:mod:`sts.services.registry`, :mod:`sts.services.rules`, :mod:`sts.store.revocation`,
+(:mod:`sts.services.nhis`, :mod:`sts.services.rules`, :mod:`sts.services.revocation`,
 :mod:`sts.services.lineage`, :mod:`sts.services.audit`). Callers authenticate with a bearer
 token this STS issued them by ``client_credentials`` (:mod:`sts.admin_api.auth`). Errors
 under ``/admin/`` share one JSON shape (:mod:`sts.admin_api.errors`); the document is

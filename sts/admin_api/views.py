@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sts.admin_api import openapi
@@ -32,10 +31,10 @@ from sts.admin_api.openapi import (
 from sts.admin_api.validation import body, path_matches, query
 from sts.core.ports import AuditRecord
 from sts.runtime import Runtime
-from sts.services import audit, lineage, registry, rules
+from sts.services import audit, credentials, issuers, lineage, nhis, revocation, rules
+from sts.services.admin import audit_admin_action
 from sts.services.errors import ServiceError
-from sts.services.registry import audit_admin_action
-from sts.store.revocation import revoke
+from sts.store.admin import AdminStore
 from sts.store.sql import SqlStore
 
 log = logging.getLogger("sts.admin")
@@ -60,9 +59,9 @@ PATH_PARAMS = {
 
 @dataclass(frozen=True)
 class Call:
-    """One admin request: its transaction, administrator and time."""
+    """One admin request: the store of its transaction, its administrator and time."""
 
-    conn: Connection
+    store: AdminStore
     admin: Admin
     now: int
     rt: Runtime
@@ -120,12 +119,13 @@ def _run(
                 admin = authenticate(conn, rt, now)
                 admin.require(scopes)
                 _check_path(kwargs)
-                response = view(Call(conn, admin, now, rt), **kwargs)
+                store = AdminStore(conn)
+                response = view(Call(store, admin, now, rt), **kwargs)
                 if request.method == "GET" and response.status_code < 300:
                     # Reads are admin actions too (who looked at which chain): audited like
                     # the changes, whose events the service layer writes itself.
                     audit_admin_action(
-                        conn, now, admin.client_id, "admin.read", path=request.path[:300]
+                        store, now, admin.client_id, "admin.read", path=request.path[:300]
                     )
                 return response
         except ApiError as err:
@@ -170,8 +170,8 @@ def _created(data: dict[str, Any], location: str) -> Response:
 @route("/nhis", "GET", READ)
 def list_nhis(call: Call) -> Response:
     q = query("/nhis")
-    views, total = registry.list_nhis(
-        call.conn, kind=q.get("kind"), status=q.get("status"), limit=q["limit"], offset=q["offset"]
+    views, total = nhis.list_nhis(
+        call.store, kind=q.get("kind"), status=q.get("status"), limit=q["limit"], offset=q["offset"]
     )
     return json_response(
         {
@@ -186,8 +186,8 @@ def list_nhis(call: Call) -> Response:
 @route("/nhis", "POST", WRITE, retry=True)
 def create_nhi(call: Call) -> Response:
     b = body("NhiCreate")
-    view, secret, created = registry.ensure_nhi(
-        call.conn,
+    view, secret, created = nhis.ensure_nhi(
+        call.store,
         call.rt.hasher,
         name=b["name"],
         kind=b["kind"],
@@ -211,23 +211,23 @@ def create_nhi(call: Call) -> Response:
 
 @route("/nhis/<name>", "GET", READ)
 def get_nhi(call: Call, name: str) -> Response:
-    return json_response(registry.get_nhi(call.conn, name).as_dict())
+    return json_response(nhis.get_nhi(call.store, name).as_dict())
 
 
 @route("/nhis/<name>/disable", "POST", CONTAIN)
 def disable_nhi(call: Call, name: str) -> Response:
-    registry.get_nhi(call.conn, name)
+    nhis.get_nhi(call.store, name)
     b = body("RequiredReason")
-    view = registry.set_nhi_status(
-        call.conn, name, status="disabled", reason=b["reason"], now=call.now, admin=call.by
+    view = nhis.set_nhi_status(
+        call.store, name, status="disabled", reason=b["reason"], now=call.now, admin=call.by
     )
     return json_response(view.as_dict())
 
 
 @route("/nhis/<name>/enable", "POST", WRITE)
 def enable_nhi(call: Call, name: str) -> Response:
-    view = registry.set_nhi_status(
-        call.conn, name, status="active", reason="", now=call.now, admin=call.by
+    view = nhis.set_nhi_status(
+        call.store, name, status="active", reason="", now=call.now, admin=call.by
     )
     return json_response(view.as_dict())
 
@@ -235,12 +235,12 @@ def enable_nhi(call: Call, name: str) -> Response:
 # -- credentials -----------------------------------------------------------------------------
 @route("/nhis/<name>/credentials", "GET", READ)
 def list_credentials(call: Call, name: str) -> Response:
-    return json_response({"items": registry.list_credentials(call.conn, name)})
+    return json_response({"items": credentials.list_credentials(call.store, name)})
 
 
 @route("/nhis/<name>/credentials", "POST", WRITE)
 def add_credential(call: Call, name: str) -> Response:
-    registry.get_nhi(call.conn, name)
+    nhis.get_nhi(call.store, name)
     b = body("CredentialCreate")
     kind = b["type"]
     problems = [
@@ -256,8 +256,8 @@ def add_credential(call: Call, name: str) -> Response:
         problems.append({"field": "grace", "message": "is only allowed with replace"})
     if problems:
         raise invalid(problems)
-    cred, secret = registry.add_credential(
-        call.conn,
+    cred, secret = credentials.add_credential(
+        call.store,
         call.rt.hasher,
         name,
         jwks=b.get("jwks"),
@@ -273,8 +273,8 @@ def add_credential(call: Call, name: str) -> Response:
 
 
 def _credential(call: Call, name: str, credential_id: str) -> dict[str, Any]:
-    registry.get_nhi(call.conn, name)
-    return registry.get_credential(call.conn, name, credential_id)
+    nhis.get_nhi(call.store, name)
+    return credentials.get_credential(call.store, name, credential_id)
 
 
 @route("/nhis/<name>/credentials/<credential_id>", "GET", READ)
@@ -286,8 +286,8 @@ def get_credential(call: Call, name: str, credential_id: str) -> Response:
 def revoke_credential(call: Call, name: str, credential_id: str) -> Response:
     _credential(call, name, credential_id)
     b = body("Reason", required=False)
-    result = revoke(
-        call.conn,
+    result = revocation.revoke(
+        call.store,
         "credential",
         credential_id,
         now=call.now,
@@ -300,14 +300,14 @@ def revoke_credential(call: Call, name: str, credential_id: str) -> Response:
 # -- trusted issuers -------------------------------------------------------------------------
 @route("/issuers", "GET", READ)
 def list_issuers(call: Call) -> Response:
-    return json_response({"items": registry.list_issuers(call.conn)})
+    return json_response({"items": issuers.list_issuers(call.store)})
 
 
 @route("/issuers", "POST", WRITE, retry=True)
 def add_issuer(call: Call) -> Response:
     b = body("IssuerCreate")
-    found, created = registry.ensure_issuer(
-        call.conn,
+    found, created = issuers.ensure_issuer(
+        call.store,
         issuer=b["issuer"],
         jwks=b.get("jwks"),
         jwks_uri=b.get("jwks_uri"),
@@ -324,7 +324,7 @@ def add_issuer(call: Call) -> Response:
 
 @route("/issuers/<path:issuer>", "GET", READ)
 def get_issuer(call: Call, issuer: str) -> Response:
-    return json_response(registry.get_issuer(call.conn, issuer))
+    return json_response(issuers.get_issuer(call.store, issuer))
 
 
 # -- delegation rules ------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def get_issuer(call: Call, issuer: str) -> Response:
 def list_rules(call: Call) -> Response:
     q = query("/rules")
     items, total = rules.list_rules(
-        call.conn,
+        call.store,
         actor=q.get("actor"),
         status=q.get("status"),
         limit=q["limit"],
@@ -347,7 +347,7 @@ def list_rules(call: Call) -> Response:
 def create_rule(call: Call) -> Response:
     b = body("RuleCreate")
     found, created = rules.ensure_rule(
-        call.conn,
+        call.store,
         actor=b["actor"],
         targets=b["targets"],
         scope=b["scope"],
@@ -366,15 +366,15 @@ def create_rule(call: Call) -> Response:
 
 @route("/rules/<rule_id>", "GET", READ)
 def get_rule(call: Call, rule_id: str) -> Response:
-    return json_response(rules.get_rule(call.conn, rule_id))
+    return json_response(rules.get_rule(call.store, rule_id))
 
 
 @route("/rules/<rule_id>/disable", "POST", CONTAIN)
 def disable_rule(call: Call, rule_id: str) -> Response:
-    rules.get_rule(call.conn, rule_id)
+    rules.get_rule(call.store, rule_id)
     b = body("Reason", required=False)
     found = rules.disable_rule(
-        call.conn, rule_id, now=call.now, admin=call.by, reason=b.get("reason", "")
+        call.store, rule_id, now=call.now, admin=call.by, reason=b.get("reason", "")
     )
     return json_response(found)
 
@@ -386,8 +386,8 @@ def create_revocation(call: Call) -> Response:
     dry_run = b.get("dry_run", False)
     if not dry_run:
         call.admin.require(CONTAIN)
-    result = revoke(
-        call.conn,
+    result = revocation.revoke(
+        call.store,
         b["kind"],
         b["target"],
         now=call.now,
@@ -401,29 +401,29 @@ def create_revocation(call: Call) -> Response:
 # -- chains and audit ------------------------------------------------------------------------
 @route("/transactions/<txn>/chain", "GET", READ)
 def transaction_chain(call: Call, txn: str) -> Response:
-    return json_response({"roots": lineage.chain_tree(call.conn, now=call.now, txn=txn)})
+    return json_response({"roots": lineage.chain_tree(call.store, now=call.now, txn=txn)})
 
 
 @route("/tokens/<jti>/chain", "GET", READ)
 def token_chain(call: Call, jti: str) -> Response:
-    return json_response({"roots": lineage.chain_tree(call.conn, now=call.now, jti=jti)})
+    return json_response({"roots": lineage.chain_tree(call.store, now=call.now, jti=jti)})
 
 
 @route("/transactions/<txn>/audit", "GET", READ)
 def transaction_audit(call: Call, txn: str) -> Response:
-    return json_response(audit.show(call.conn, now=call.now, txn=txn))
+    return json_response(audit.show(call.store, now=call.now, txn=txn))
 
 
 @route("/tokens/<jti>/audit", "GET", READ)
 def token_audit(call: Call, jti: str) -> Response:
-    return json_response(audit.show(call.conn, now=call.now, jti=jti))
+    return json_response(audit.show(call.store, now=call.now, jti=jti))
 
 
 @route("/audit/events", "GET", READ)
 def list_audit_events(call: Call) -> Response:
     q = query("/audit/events")
     events = audit.list_events(
-        call.conn,
+        call.store,
         actor=q.get("actor"),
         subject=q.get("subject"),
         since=q.get("since"),

@@ -1,7 +1,7 @@
 """The ``sts`` console command for administrators and scripts.
 
 Every command reads the same settings as the server (``STS_*`` over ``config/sts.toml``),
-calls the shared service layer (:mod:`sts.services.registry`), and with ``--json`` prints one JSON
+calls the shared service layer (:mod:`sts.services`), and with ``--json`` prints one JSON
 document. Errors print a one-line message and exit non-zero (2: bad input, 1: other).
 """
 
@@ -30,7 +30,8 @@ from sts.cli.support import (
 from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import load_hash_key
 from sts.core.settings import SIGNING_ALGORITHMS, Settings
-from sts.services import registry
+from sts.services import credentials, issuers, nhis
+from sts.services.fields import load_jwks_text
 from sts.store.migrate import upgrade
 
 
@@ -137,7 +138,7 @@ def nhi() -> None:
     """Non-human identities: services, agents, workloads."""
 
 
-def _print_nhi(view: registry.NhiView) -> None:
+def _print_nhi(view: nhis.NhiView) -> None:
     click.echo(
         f"client_id: {view.client_id}\nkind:      {view.kind}\nsub:       {view.sub}\n"
         f"owner:     {view.owner or '-'}\nstatus:    {view.status}"
@@ -189,10 +190,10 @@ def nhi_create(
 ) -> None:
     """Register an NHI; prints its client_id and, once, its generated secret."""
     settings = _settings()
-    jwks = registry.load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
-    with _transaction() as conn:
-        view, secret = registry.create_nhi(
-            conn,
+    jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
+    with _transaction() as store:
+        view, secret = nhis.create_nhi(
+            store,
             _hasher(settings),
             name=name,
             kind=kind,
@@ -231,10 +232,8 @@ def nhi_create(
 @handles_errors
 def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
     """List NHIs."""
-    with _transaction() as conn:
-        views, total = registry.list_nhis(
-            conn, kind=kind, status=status, limit=limit, offset=offset
-        )
+    with _transaction() as store:
+        views, total = nhis.list_nhis(store, kind=kind, status=status, limit=limit, offset=offset)
 
     def human() -> None:
         for v in views:
@@ -250,8 +249,8 @@ def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_j
 @handles_errors
 def nhi_show(name: str, as_json: bool) -> None:
     """Show one NHI with its credentials (never a secret)."""
-    with _transaction() as conn:
-        view = registry.get_nhi(conn, name)
+    with _transaction() as store:
+        view = nhis.get_nhi(store, name)
     _emit(as_json, view.as_dict(), lambda: _print_nhi(view))
 
 
@@ -262,9 +261,9 @@ def nhi_show(name: str, as_json: bool) -> None:
 @handles_errors
 def nhi_disable(name: str, reason: str, as_json: bool) -> None:
     """Disable an NHI: it can no longer authenticate, act or be a target."""
-    with _transaction() as conn:
-        view = registry.set_nhi_status(
-            conn, name, status="disabled", reason=reason, now=_now(), admin=_admin()
+    with _transaction() as store:
+        view = nhis.set_nhi_status(
+            store, name, status="disabled", reason=reason, now=_now(), admin=_admin()
         )
     _emit(as_json, view.as_dict(), lambda: click.echo(f"{name} disabled"))
 
@@ -275,9 +274,9 @@ def nhi_disable(name: str, reason: str, as_json: bool) -> None:
 @handles_errors
 def nhi_enable(name: str, as_json: bool) -> None:
     """Enable a disabled NHI."""
-    with _transaction() as conn:
-        view = registry.set_nhi_status(
-            conn, name, status="active", reason="", now=_now(), admin=_admin()
+    with _transaction() as store:
+        view = nhis.set_nhi_status(
+            store, name, status="active", reason="", now=_now(), admin=_admin()
         )
     _emit(as_json, view.as_dict(), lambda: click.echo(f"{name} enabled"))
 
@@ -301,9 +300,9 @@ def nhi_secret() -> None:
 def nhi_secret_rotate(name: str, grace: int, as_json: bool) -> None:
     """Issue a new secret; old ones keep working for the grace period."""
     settings = _settings()
-    with _transaction() as conn:
-        cred_id, secret = registry.rotate_secret(
-            conn, _hasher(settings), name, now=_now(), admin=_admin(), grace=grace
+    with _transaction() as store:
+        cred_id, secret = credentials.rotate_secret(
+            store, _hasher(settings), name, now=_now(), admin=_admin(), grace=grace
         )
     data = {"client_id": name, "credential_id": cred_id, "client_secret": secret, "grace": grace}
 
@@ -349,10 +348,10 @@ def issuer_add(
     as_json: bool,
 ) -> None:
     """Trust an external issuer's JWTs as subject tokens."""
-    jwks = registry.load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
-    with _transaction() as conn:
-        data = registry.add_issuer(
-            conn,
+    jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
+    with _transaction() as store:
+        data = issuers.add_issuer(
+            store,
             issuer=iss,
             jwks=jwks,
             jwks_uri=jwks_uri,
@@ -370,8 +369,8 @@ def issuer_add(
 @handles_errors
 def issuer_list(as_json: bool) -> None:
     """List trusted issuers."""
-    with _transaction() as conn:
-        rows = registry.list_issuers(conn)
+    with _transaction() as store:
+        rows = issuers.list_issuers(store)
 
     def human() -> None:
         for r in rows:

@@ -14,7 +14,7 @@ from sts.cli.support import (
     handles_errors,
     json_option,
 )
-from sts.services import registry
+from sts.services import nhis
 
 
 @click.group()
@@ -31,9 +31,9 @@ def admin_bootstrap(name: str, owner: str, as_json: bool) -> None:
     """Register NAME as an administrator: client_credentials only, scopes
     sts:admin sts:audit sts:revoke; prints its secret once."""
     settings = _settings()
-    with _transaction() as conn:
-        view, secret = registry.bootstrap_admin(
-            conn, _hasher(settings), name=name, owner=owner, now=_now(), admin=_admin()
+    with _transaction() as store:
+        view, secret = nhis.bootstrap_admin(
+            store, _hasher(settings), name=name, owner=owner, now=_now(), admin=_admin()
         )
     data = {"client_id": view.client_id, "client_secret": secret, "scope": view.scopes}
 

@@ -56,9 +56,9 @@ def rule_create(
     as_json: bool,
 ) -> None:
     """Allow ACTOR to act for SUBJECT toward TARGET(s)."""
-    with _transaction() as conn:
+    with _transaction() as store:
         created = rules.create_rule(
-            conn,
+            store,
             actor=actor,
             targets=list(targets),
             scope=scope,
@@ -84,9 +84,9 @@ def rule_list(
     actor: str | None, status: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
     """List delegation rules."""
-    with _transaction() as conn:
+    with _transaction() as store:
         items, total = rules.list_rules(
-            conn, actor=actor, status=status, limit=limit, offset=offset
+            store, actor=actor, status=status, limit=limit, offset=offset
         )
 
     def human() -> None:
@@ -106,8 +106,8 @@ def rule_list(
 @handles_errors
 def rule_show(rule_id: str, as_json: bool) -> None:
     """Show one rule."""
-    with _transaction() as conn:
-        found = rules.get_rule(conn, rule_id)
+    with _transaction() as store:
+        found = rules.get_rule(store, rule_id)
     _emit(as_json, found, lambda: _print_rule(found))
 
 
@@ -118,8 +118,8 @@ def rule_show(rule_id: str, as_json: bool) -> None:
 @handles_errors
 def rule_disable(rule_id: str, reason: str, as_json: bool) -> None:
     """Disable a rule: no new exchanges under it, and tokens it minted stop being exchangeable."""
-    with _transaction() as conn:
-        found = rules.disable_rule(conn, rule_id, now=_now(), admin=_admin(), reason=reason)
+    with _transaction() as store:
+        found = rules.disable_rule(store, rule_id, now=_now(), admin=_admin(), reason=reason)
     _emit(as_json, found, lambda: click.echo(f"{rule_id} disabled"))
 
 
@@ -148,8 +148,8 @@ def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
 @handles_errors
 def chain_show(jti: str | None, txn: str | None, as_json: bool) -> None:
     """Print the lineage of a token (JTI) or of a transaction (--txn) as a tree."""
-    with _transaction() as conn:
-        roots = lineage.chain_tree(conn, now=_now(), jti=jti, txn=txn)
+    with _transaction() as store:
+        roots = lineage.chain_tree(store, now=_now(), jti=jti, txn=txn)
 
     def human() -> None:
         first = roots[0]

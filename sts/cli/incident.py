@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import click
@@ -20,9 +21,10 @@ from sts.cli.support import (
 )
 from sts.services import audit as audit_service
 from sts.services import gc as gc_service
+from sts.services import revocation
 from sts.services.errors import Invalid
+from sts.store.admin import admin_store
 from sts.store.db import create_engine
-from sts.store.revocation import revoke as revoke_service
 
 
 @click.group()
@@ -39,9 +41,9 @@ def _revoke_command(kind: str, argument: str, help_text: str) -> None:
     @handles_errors
     def command(reason: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         target = kwargs[argument.lower()]
-        with _transaction() as conn:
-            result = revoke_service(
-                conn, kind, target, now=_now(), admin=_admin(), reason=reason, dry_run=dry_run
+        with _transaction() as store:
+            result = revocation.revoke(
+                store, kind, target, now=_now(), admin=_admin(), reason=reason, dry_run=dry_run
             )
 
         def human() -> None:
@@ -93,8 +95,8 @@ def _since(value: str | None) -> int | None:
 @handles_errors
 def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
     """The whole story of a transaction (or of the transaction of a token)."""
-    with _transaction() as conn:
-        story = audit_service.show(conn, now=_now(), jti=jti, txn=txn)
+    with _transaction() as store:
+        story = audit_service.show(store, now=_now(), jti=jti, txn=txn)
 
     def human() -> None:
         init = story["initiated_by"]
@@ -143,9 +145,9 @@ def audit_list(
     as_json: bool,
 ) -> None:
     """Audit events, newest first."""
-    with _transaction() as conn:
+    with _transaction() as store:
         events = audit_service.list_events(
-            conn,
+            store,
             actor=actor,
             subject=subject,
             since=_since(since),
@@ -179,11 +181,12 @@ def gc(retention_days: int | None, as_json: bool) -> None:
     days = settings.lineage_retention_days if retention_days is None else retention_days
     engine = create_engine(settings.database_url, hide_parameters=True)
     now = _now()
+    open_store = partial(admin_store, engine)
     try:
-        total = gc_service.expired_lineage(engine, now - days * 86400)
+        total = gc_service.expired_lineage(open_store, now - days * 86400)
         with tqdm(total=total, unit="row", disable=as_json or total == 0, desc="lineage") as bar:
             result = gc_service.collect(
-                engine, now=now, retention_seconds=days * 86400, progress=bar.update
+                open_store, now=now, retention_seconds=days * 86400, progress=bar.update
             )
     finally:
         engine.dispose()

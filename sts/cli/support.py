@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from sts.core.keys import KeyFileError
 from sts.core.secrets import SecretHasher, load_hash_key
 from sts.core.settings import Settings, SettingsError
 from sts.services.errors import ServiceError
+from sts.store.admin import AdminStore, admin_store
 from sts.store.db import create_engine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,11 +47,12 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _transaction() -> Iterator[Connection]:
+def _transaction() -> Iterator[AdminStore]:
+    """The registry's store for one command: one transaction, committed when it succeeds."""
     engine = create_engine(_settings().database_url, hide_parameters=True)
     try:
-        with engine.begin() as conn:
-            yield conn
+        with admin_store(engine) as store:
+            yield store
     finally:
         engine.dispose()
 

@@ -7,42 +7,19 @@ granted at each hop. Denied attempts and revocations are part of the answer.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
-
-from sqlalchemy import Select, select
-from sqlalchemy.engine import Connection
 
 from sts.services import lineage
 from sts.services.errors import Invalid, NotFound
-from sts.store.models import AuditEvent, IssuedToken, Revocation
+from sts.store.admin import AdminStore
+from sts.store.audit import EventRecord
+from sts.store.lineage import TokenRecord
 
 MAX_ROWS = 10_000
-ISSUED = "token.issued"
 
 
-def _event(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "at": row.at,
-        "event": row.event,
-        "decision": row.decision,
-        "reason": row.reason,
-        "request_id": row.request_id,
-        "client_id": row.client_id,
-        "credential_id": row.credential_id,
-        "subject": row.subject,
-        "target": row.target,
-        "scope": row.scope,
-        "jti": row.jti,
-        "parent_jti": row.parent_jti,
-        "txn": row.txn,
-        "rule_id": row.rule_id,
-        "chain": list(row.chain or []),
-        "detail": row.detail or {},
-    }
-
-
-def _hop(row: Any, status: tuple[str, str]) -> dict[str, Any]:
+def _hop(row: TokenRecord, status: tuple[str, str]) -> dict[str, Any]:
     return {
         "jti": row.jti,
         "parent_jti": row.parent_jti,
@@ -53,7 +30,7 @@ def _hop(row: Any, status: tuple[str, str]) -> dict[str, Any]:
         "target": row.target,
         "scope": row.scope,
         "rule_id": row.rule_id,
-        "chain": list(row.chain or []),
+        "chain": list(row.chain),
         "issued_at": row.issued_at,
         "expires_at": row.expires_at,
         "status": status[0],
@@ -63,21 +40,21 @@ def _hop(row: Any, status: tuple[str, str]) -> dict[str, Any]:
     }
 
 
-def _hop_from_event(row: Any, now: int) -> dict[str, Any]:
+def _hop_from_event(row: EventRecord, now: int) -> dict[str, Any]:
     """A hop whose lineage row housekeeping removed, told by its ``token.issued`` event."""
-    detail = row.detail or {}
+    detail = row.detail
     exp = detail.get("exp")
     return {
         "jti": row.jti,
         "parent_jti": row.parent_jti,
-        "depth": len(row.chain or []),
+        "depth": len(row.chain),
         "grant_type": detail.get("grant_type"),
         "actor": row.client_id,
         "credential_id": row.credential_id,
         "target": row.target,
         "scope": row.scope,
         "rule_id": row.rule_id,
-        "chain": list(row.chain or []),
+        "chain": list(row.chain),
         "issued_at": row.at,
         "expires_at": exp,
         "status": "expired" if isinstance(exp, int) and exp <= now else "unknown",
@@ -87,7 +64,7 @@ def _hop_from_event(row: Any, now: int) -> dict[str, Any]:
     }
 
 
-def _initiator_row(row: Any) -> dict[str, Any]:
+def _initiator_row(row: TokenRecord) -> dict[str, Any]:
     return {
         "subject": row.subject,
         "issuer": row.subject_issuer,
@@ -96,24 +73,13 @@ def _initiator_row(row: Any) -> dict[str, Any]:
     }
 
 
-def _initiator_event(row: Any) -> dict[str, Any]:
+def _initiator_event(row: EventRecord) -> dict[str, Any]:
     # The audit trail does not record the issuer of the chain's subject.
     return {"subject": row.subject, "issuer": None, "first_client": row.client_id, "at": row.at}
 
 
-def _issued_events(conn: Connection, txn: str) -> list[Any]:
-    return list(
-        conn.execute(
-            select(AuditEvent)
-            .where(AuditEvent.txn == txn, AuditEvent.event == ISSUED)
-            .order_by(AuditEvent.at, AuditEvent.id)
-            .limit(MAX_ROWS)
-        ).all()
-    )
-
-
 def show(
-    conn: Connection, *, now: int, jti: str | None = None, txn: str | None = None
+    store: AdminStore, *, now: int, jti: str | None = None, txn: str | None = None
 ) -> dict[str, Any]:
     """Everything known about one transaction (named directly or by one of its tokens).
 
@@ -122,27 +88,20 @@ def show(
     if (jti is None) == (txn is None):
         raise Invalid("give exactly one of a jti or a txn")
     if jti is not None:
-        txn = conn.execute(select(IssuedToken.txn).where(IssuedToken.jti == jti)).scalar()
+        txn = store.lineage.txn_of(jti)
         if txn is None:
-            txn = conn.execute(
-                select(AuditEvent.txn).where(AuditEvent.jti == jti, AuditEvent.event == ISSUED)
-            ).scalar()
+            txn = store.audit.txn_of_issued(jti)
         if txn is None:
             raise NotFound("no token with this jti", what="token")
     assert txn is not None
-    rows = conn.execute(
-        select(IssuedToken)
-        .where(IssuedToken.txn == txn)
-        .order_by(IssuedToken.issued_at, IssuedToken.depth, IssuedToken.jti)
-        .limit(MAX_ROWS)
-    ).all()
+    rows = store.lineage.transaction(txn, limit=MAX_ROWS, by_depth=True)
     # One judgement of each hop's state for every reader (chain show, audit, the API).
-    states = lineage.hop_states(conn, now=now, txn=txn) if rows else {}
+    states = lineage.hop_states(rows, now)
     hops = [_hop(r, states[r.jti]) for r in rows]
     # Housekeeping removes the hops that expired first (the deepest ones) before the others:
     # the audit trail fills in whatever the lineage no longer holds.
     known = {h["jti"] for h in hops}
-    events = [e for e in _issued_events(conn, txn) if e.jti not in known]
+    events = [e for e in store.audit.issued(txn, MAX_ROWS) if e.jti not in known]
     if not hops and not events:
         raise NotFound("no tokens in this transaction", what="token" if jti else "txn")
     hops = sorted(
@@ -161,27 +120,15 @@ def show(
     for hop in hops:
         if hop["actor"] not in executed:
             executed.append(hop["actor"])
-    denied = conn.execute(
-        select(AuditEvent)
-        .where(AuditEvent.txn == txn, AuditEvent.decision == "denied")
-        .order_by(AuditEvent.at, AuditEvent.id)
-        .limit(MAX_ROWS)
-    ).all()
+    denied = store.audit.denied(txn, MAX_ROWS)
     revocation_ids = sorted({h["revocation_id"] for h in hops if h["revocation_id"]})
-    revocations = (
-        conn.execute(
-            select(Revocation).where(Revocation.id.in_(revocation_ids)).order_by(Revocation.id)
-        ).all()
-        if revocation_ids
-        else []
-    )
     return {
         "txn": txn,
         "focus": jti,
         "initiated_by": initiated_by,
         "executed_by": executed,
         "hops": hops,
-        "denied": [_event(e) for e in denied],
+        "denied": [asdict(e) for e in denied],
         "revocations": [
             {
                 "id": r.id,
@@ -191,7 +138,7 @@ def show(
                 "revoked_by": r.revoked_by,
                 "at": r.created_at,
             }
-            for r in revocations
+            for r in store.revocations.records(revocation_ids)
         ],
         # Resource servers do not report accesses to Chain STS yet: what was granted is known,
         # what was accessed with it is not.
@@ -200,7 +147,7 @@ def show(
 
 
 def list_events(
-    conn: Connection,
+    store: AdminStore,
     *,
     actor: str | None = None,
     subject: str | None = None,
@@ -209,18 +156,12 @@ def list_events(
     event: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    query: Select[Any] = select(AuditEvent)
-    if actor:
-        query = query.where(AuditEvent.client_id == actor)
-    if subject:
-        query = query.where(AuditEvent.subject == subject)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    if decision:
-        query = query.where(AuditEvent.decision == decision)
-    if event:
-        query = query.where(AuditEvent.event == event)
-    rows = conn.execute(
-        query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(min(limit, MAX_ROWS))
-    ).all()
-    return [_event(r) for r in rows]
+    found = store.audit.events(
+        actor=actor,
+        subject=subject,
+        since=since,
+        decision=decision,
+        event=event,
+        limit=min(limit, MAX_ROWS),
+    )
+    return [asdict(e) for e in found]

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.engine import Engine
-
-from sts.store.models import ClientAssertionJti, IssuedToken
+from sts.store.admin import StoreFactory
 
 BATCH = 5_000
 
 
-def expired_lineage(engine: Engine, cutoff: int) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(select(func.count()).where(IssuedToken.expires_at < cutoff)).scalar_one()
-        )
+def expired_lineage(open_store: StoreFactory, cutoff: int) -> int:
+    with open_store() as store:
+        return store.housekeeping.expired_lineage(cutoff)
 
 
 def collect(
-    engine: Engine,
+    open_store: StoreFactory,
     *,
     now: int,
     retention_seconds: int,
@@ -36,24 +31,13 @@ def collect(
     cutoff = now - retention_seconds
     removed = 0
     while True:
-        with engine.begin() as conn:
-            jtis = list(
-                conn.execute(
-                    select(IssuedToken.jti).where(IssuedToken.expires_at < cutoff).limit(batch)
-                ).scalars()
-            )
-            if not jtis:
-                break
-            conn.execute(delete(IssuedToken).where(IssuedToken.jti.in_(jtis)))
-        removed += len(jtis)
+        with open_store() as store:
+            done = store.housekeeping.remove_expired_lineage(cutoff, batch)
+        if not done:
+            break
+        removed += done
         if progress is not None:
-            progress(len(jtis))
-    with engine.begin() as conn:
-        assertions = conn.execute(
-            delete(ClientAssertionJti).where(ClientAssertionJti.expires_at < now)
-        ).rowcount
-    return {
-        "lineage_rows": removed,
-        "assertion_jtis": max(int(assertions or 0), 0),
-        "cutoff": cutoff,
-    }
+            progress(done)
+    with open_store() as store:
+        assertions = store.housekeeping.remove_used_assertions(now)
+    return {"lineage_rows": removed, "assertion_jtis": assertions, "cutoff": cutoff}

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
 from sts.services.errors import Invalid, NotFound
-from sts.store.models import DelegationRule, IssuedToken, Nhi
+from sts.store.admin import AdminStore
+from sts.store.lineage import TokenRecord
 
 MAX_TREE_ROWS = 10_000
 
 
-def _status(row: Any, now: int) -> tuple[str, str]:
+def _status(row: TokenRecord, now: int) -> tuple[str, str]:
     """This hop's own state: ``revoked``, ``expired``, ``void`` (its actor is disabled or
     its rule no longer in force: no longer accepted anywhere, as introspection says) or
     ``active``, with the reason."""
@@ -30,7 +28,8 @@ def _status(row: Any, now: int) -> tuple[str, str]:
     return "active", ""
 
 
-def _node(row: Any, now: int) -> dict[str, Any]:
+def _node(row: TokenRecord, now: int) -> dict[str, Any]:
+    status, reason = _status(row, now)
     return {
         "jti": row.jti,
         "parent_jti": row.parent_jti,
@@ -43,51 +42,43 @@ def _node(row: Any, now: int) -> dict[str, Any]:
         "target": row.target,
         "scope": row.scope,
         "rule_id": row.rule_id,
-        "chain": list(row.chain or []),
+        "chain": list(row.chain),
         "issued_at": row.issued_at,
         "expires_at": row.expires_at,
-        "status": _status(row, now)[0],
-        "status_reason": _status(row, now)[1],
+        "status": status,
+        "status_reason": reason,
         "children": [],
     }
 
 
 def chain_tree(
-    conn: Connection, *, now: int, jti: str | None = None, txn: str | None = None
+    store: AdminStore, *, now: int, jti: str | None = None, txn: str | None = None
 ) -> list[dict[str, Any]]:
     """Root nodes of the lineage tree. For a ``jti``: its ancestors down to it, and all of its
     descendants; for a ``txn``: every token of the transaction."""
     if (jti is None) == (txn is None):
         raise Invalid("give exactly one of a jti or a txn")
-    focus = None
     if jti is not None:
-        focus = conn.execute(select(IssuedToken).where(IssuedToken.jti == jti)).first()
-        if focus is None:
+        txn = store.lineage.txn_of(jti)
+        if txn is None:
             raise NotFound("no token with this jti", what="token")
-        txn = focus.txn
-    rows = conn.execute(
-        select(
-            IssuedToken,
-            Nhi.status.label("actor_status"),
-            DelegationRule.status.label("rule_status"),
-            DelegationRule.expires_at.label("rule_expires_at"),
-        )
-        .outerjoin(Nhi, Nhi.id == IssuedToken.actor_id)
-        .outerjoin(DelegationRule, DelegationRule.id == IssuedToken.rule_id)
-        .where(IssuedToken.txn == txn)
-        .order_by(IssuedToken.issued_at, IssuedToken.jti)
-        .limit(MAX_TREE_ROWS)
-    ).all()
+    assert txn is not None
+    rows = store.lineage.transaction(txn, limit=MAX_TREE_ROWS)
     if not rows:
         raise NotFound("no tokens in this transaction", what="token" if jti else "txn")
+    return _tree(rows, now, jti)
+
+
+def _tree(rows: list[TokenRecord], now: int, focus: str | None = None) -> list[dict[str, Any]]:
+    """The rows as a forest; with a ``focus``, only its ancestors and descendants."""
     nodes = {r.jti: _node(r, now) for r in rows}
     if focus is not None:
         keep = set()
-        cursor: str | None = focus.jti
+        cursor: str | None = focus
         while cursor is not None and cursor in nodes:  # ancestors
             keep.add(cursor)
             cursor = nodes[cursor]["parent_jti"]
-        frontier = [focus.jti]
+        frontier = [focus]
         while frontier:  # descendants
             children = [j for j, n in nodes.items() if n["parent_jti"] in frontier]
             keep.update(children)
@@ -110,10 +101,10 @@ def _inherit(node: dict[str, Any]) -> None:
         _inherit(child)
 
 
-def hop_states(conn: Connection, *, now: int, txn: str) -> dict[str, tuple[str, str]]:
-    """Every hop of a transaction's ``(status, reason)``, as :func:`chain_tree` judges it."""
+def hop_states(rows: list[TokenRecord], now: int) -> dict[str, tuple[str, str]]:
+    """Every hop's ``(status, reason)``, as :func:`chain_tree` judges it."""
     states: dict[str, tuple[str, str]] = {}
-    pending = chain_tree(conn, now=now, txn=txn)
+    pending = _tree(rows, now)
     while pending:
         node = pending.pop()
         states[node["jti"]] = (node["status"], node["status_reason"])

@@ -1,7 +1,7 @@
-"""Delegation rules administration (DESIGN §5.5): create, list, show, disable.
+"""Delegation rules (DESIGN §5.5): create, list, show, disable.
 
-Part of the same service layer as :mod:`sts.services.registry`: takes the caller's
-connection, validates, audits, and raises :class:`sts.services.errors.ServiceError`.
+Like every administrative service: it takes the store of the caller's transaction,
+validates, audits, and refuses with a :class:`sts.services.errors.ServiceError`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import aliased
-
 from sts.core.domain import KINDS
-from sts.core.errors import InvalidScope
-from sts.core.scopes import parse_scope, scope_str
+from sts.services.admin import audit_admin_action
 from sts.services.errors import Invalid, NotFound
-from sts.services.registry import audit_admin_action
-from sts.store.models import DelegationRule, Nhi, RuleTarget
+from sts.services.fields import normal_scope
+from sts.store.admin import AdminStore
+from sts.store.rules import ANY_TARGET, RuleRecord, RuleTerms
 
-ANY_TARGET = "*"
 #: Largest ``max_ttl`` a rule can store (a 32-bit column); the global maximum applies too.
 MAX_TTL = 2**31 - 1
 
@@ -61,32 +56,24 @@ def parse_expiry(value: str | None, now: int) -> int | None:
     return expires
 
 
-def _nhi_id(conn: Connection, name: str, what: str, field: str) -> int:
-    row = conn.execute(select(Nhi.id).where(Nhi.client_id == name)).first()
-    if row is None:
+def _nhi_id(store: AdminStore, name: str, what: str, field: str) -> int:
+    found = store.nhis.id_of(name)
+    if found is None:
         raise NotFound(f"{what} {name!r} is not a registered NHI", field)
-    return int(row.id)
+    return found
 
 
 @dataclass(frozen=True)
 class _RuleSpec:
-    """A validated rule, its NHIs resolved to ids."""
+    """A validated rule: the names it was given, and its terms with their NHIs' ids."""
 
     actor: str
     targets: list[str]
-    actor_id: int
-    target_ids: frozenset[int | None]
-    subject_type: str
-    subject_value: str
-    upstream_id: int | None
-    scopes: str
-    max_depth: int | None
-    max_ttl: int | None
-    expires_at: int | None
+    terms: RuleTerms
 
 
 def _rule_spec(
-    conn: Connection,
+    store: AdminStore,
     *,
     actor: str,
     targets: list[str],
@@ -104,59 +91,39 @@ def _rule_spec(
         raise Invalid("max depth must be between 1 and 32", "max_depth")
     if max_ttl is not None and not 1 <= max_ttl <= MAX_TTL:
         raise Invalid(f"max ttl must be between 1 and {MAX_TTL} seconds", "max_ttl")
-    try:
-        scopes = parse_scope(scope) if scope else frozenset()
-    except InvalidScope:
-        raise Invalid("scope must be space-separated RFC 6749 §3.3 scope tokens", "scope") from None
+    scopes = normal_scope(scope)
     subject_type, subject_value = parse_subject(subject)
     expires_at = parse_expiry(expires, now)
-    actor_id = _nhi_id(conn, actor, "actor", "actor")
+    actor_id = _nhi_id(store, actor, "actor", "actor")
     target_ids: set[int | None] = set()
     for name in targets:
-        target_ids.add(None if name == ANY_TARGET else _nhi_id(conn, name, "target", "targets"))
-    upstream_id = _nhi_id(conn, upstream, "upstream", "upstream") if upstream else None
-    return _RuleSpec(
-        actor=actor,
-        targets=sorted(set(targets)),
+        target_ids.add(None if name == ANY_TARGET else _nhi_id(store, name, "target", "targets"))
+    upstream_id = _nhi_id(store, upstream, "upstream", "upstream") if upstream else None
+    terms = RuleTerms(
         actor_id=actor_id,
         target_ids=frozenset(target_ids),
         subject_type=subject_type,
         subject_value=subject_value,
         upstream_id=upstream_id,
-        scopes=scope_str(set(scopes or ())),
+        scopes=scopes,
         max_depth=max_depth,
         max_ttl=max_ttl,
         expires_at=expires_at,
     )
+    return _RuleSpec(actor, sorted(set(targets)), terms)
 
 
-def _insert_rule(conn: Connection, spec: _RuleSpec, now: int, admin: str) -> dict[str, Any]:
+def _insert_rule(store: AdminStore, spec: _RuleSpec, now: int, admin: str) -> dict[str, Any]:
     rule_id = "rule_" + secrets.token_hex(8)
-    conn.execute(
-        insert(DelegationRule).values(
-            id=rule_id,
-            actor_id=spec.actor_id,
-            subject_type=spec.subject_type,
-            subject_value=spec.subject_value,
-            upstream_id=spec.upstream_id,
-            scopes=spec.scopes,
-            max_depth=spec.max_depth,
-            max_ttl=spec.max_ttl,
-            expires_at=spec.expires_at,
-            status="enabled",
-            created_at=now,
-        )
-    )
-    for target_id in sorted(spec.target_ids, key=lambda t: -1 if t is None else t):
-        conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
+    store.rules.insert(rule_id, spec.terms, now)
     audit_admin_action(
-        conn, now, admin, "admin.rule.create", rule=rule_id, actor=spec.actor, targets=spec.targets
+        store, now, admin, "admin.rule.create", rule=rule_id, actor=spec.actor, targets=spec.targets
     )
-    return get_rule(conn, rule_id)
+    return get_rule(store, rule_id)
 
 
 def create_rule(
-    conn: Connection,
+    store: AdminStore,
     *,
     actor: str,
     targets: list[str],
@@ -170,7 +137,7 @@ def create_rule(
     expires: str | None = None,
 ) -> dict[str, Any]:
     spec = _rule_spec(
-        conn,
+        store,
         actor=actor,
         targets=targets,
         scope=scope,
@@ -181,11 +148,11 @@ def create_rule(
         max_ttl=max_ttl,
         expires=expires,
     )
-    return _insert_rule(conn, spec, now, admin)
+    return _insert_rule(store, spec, now, admin)
 
 
 def ensure_rule(
-    conn: Connection,
+    store: AdminStore,
     *,
     actor: str,
     targets: list[str],
@@ -202,7 +169,7 @@ def ensure_rule(
     rule that says exactly the same (actor, targets, scope, subject, upstream, limits, expiry)
     stands for this one and is returned instead of a duplicate."""
     spec = _rule_spec(
-        conn,
+        store,
         actor=actor,
         targets=targets,
         scope=scope,
@@ -213,109 +180,52 @@ def ensure_rule(
         max_ttl=max_ttl,
         expires=expires,
     )
-    candidates = conn.execute(
-        select(DelegationRule.id)
-        .where(
-            DelegationRule.actor_id == spec.actor_id,
-            DelegationRule.status == "enabled",
-            DelegationRule.subject_type == spec.subject_type,
-            DelegationRule.subject_value == spec.subject_value,
-            DelegationRule.scopes == spec.scopes,
-            _same(DelegationRule.upstream_id, spec.upstream_id),
-            _same(DelegationRule.max_depth, spec.max_depth),
-            _same(DelegationRule.max_ttl, spec.max_ttl),
-            _same(DelegationRule.expires_at, spec.expires_at),
-        )
-        .order_by(DelegationRule.created_at, DelegationRule.id)
-    ).scalars()
-    for rule_id in candidates:
-        ids = conn.execute(select(RuleTarget.target_id).where(RuleTarget.rule_id == rule_id))
-        if frozenset(ids.scalars()) == spec.target_ids:
-            return get_rule(conn, rule_id), False
-    return _insert_rule(conn, spec, now, admin), True
+    same = store.rules.enabled_with(spec.terms)
+    if same is not None:
+        return get_rule(store, same), False
+    return _insert_rule(store, spec, now, admin), True
 
 
-def _same(column: Any, value: Any) -> Any:
-    return column.is_(None) if value is None else column == value
-
-
-def _targets(conn: Connection, rule_ids: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {r: [] for r in rule_ids}
-    rows = conn.execute(
-        select(RuleTarget.rule_id, Nhi.client_id)
-        .outerjoin(Nhi, Nhi.id == RuleTarget.target_id)
-        .where(RuleTarget.rule_id.in_(rule_ids))
-    )
-    for rule_id, name in rows:
-        out[rule_id].append(name or ANY_TARGET)
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def _query() -> Any:
-    actor, upstream = aliased(Nhi), aliased(Nhi)
-    return (
-        select(
-            DelegationRule,
-            actor.client_id.label("actor_name"),
-            upstream.client_id.label("upstream_name"),
-        )
-        .join(actor, actor.id == DelegationRule.actor_id)
-        .outerjoin(upstream, upstream.id == DelegationRule.upstream_id)
-    ), actor
-
-
-def _as_dict(row: Any, targets: list[str]) -> dict[str, Any]:
-    subject = "any" if row.subject_type == "any" else f"{row.subject_type}:{row.subject_value}"
+def _as_dict(rule: RuleRecord) -> dict[str, Any]:
+    subject = "any" if rule.subject_type == "any" else f"{rule.subject_type}:{rule.subject_value}"
     return {
-        "id": row.id,
-        "actor": row.actor_name,
-        "targets": targets,
-        "scope": row.scopes,
+        "id": rule.id,
+        "actor": rule.actor,
+        "targets": rule.targets,
+        "scope": rule.scopes,
         "subject": subject,
-        "upstream": row.upstream_name,
-        "max_depth": row.max_depth,
-        "max_ttl": row.max_ttl,
-        "expires_at": row.expires_at,
-        "status": row.status,
-        "created_at": row.created_at,
+        "upstream": rule.upstream,
+        "max_depth": rule.max_depth,
+        "max_ttl": rule.max_ttl,
+        "expires_at": rule.expires_at,
+        "status": rule.status,
+        "created_at": rule.created_at,
     }
 
 
-def get_rule(conn: Connection, rule_id: str) -> dict[str, Any]:
-    query, _ = _query()
-    row = conn.execute(query.where(DelegationRule.id == rule_id)).first()
-    if row is None:
+def get_rule(store: AdminStore, rule_id: str) -> dict[str, Any]:
+    found = store.rules.find(rule_id)
+    if found is None:
         raise NotFound(f"no rule {rule_id!r}", what="rule")
-    return _as_dict(row, _targets(conn, [rule_id])[rule_id])
+    return _as_dict(found)
 
 
 def list_rules(
-    conn: Connection,
+    store: AdminStore,
     *,
     actor: str | None = None,
     status: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
-    query, actor_nhi = _query()
-    if actor:
-        query = query.where(actor_nhi.client_id == actor)
-    if status:
-        query = query.where(DelegationRule.status == status)
-    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = conn.execute(
-        query.order_by(DelegationRule.created_at, DelegationRule.id).limit(limit).offset(offset)
-    ).all()
-    targets = _targets(conn, [r.id for r in rows])
-    return [_as_dict(r, targets[r.id]) for r in rows], int(total)
+    found, total = store.rules.page(actor=actor, status=status, limit=limit, offset=offset)
+    return [_as_dict(r) for r in found], total
 
 
 def disable_rule(
-    conn: Connection, rule_id: str, *, now: int, admin: str, reason: str = ""
+    store: AdminStore, rule_id: str, *, now: int, admin: str, reason: str = ""
 ) -> dict[str, Any]:
-    get_rule(conn, rule_id)
-    conn.execute(
-        update(DelegationRule).where(DelegationRule.id == rule_id).values(status="disabled")
-    )
-    audit_admin_action(conn, now, admin, "admin.rule.disable", rule=rule_id, reason=reason)
-    return get_rule(conn, rule_id)
+    get_rule(store, rule_id)
+    store.rules.disable(rule_id)
+    audit_admin_action(store, now, admin, "admin.rule.disable", rule=rule_id, reason=reason)
+    return get_rule(store, rule_id)

@@ -22,8 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from sts.core.domain import MAX_LINEAGE
-from sts.services.errors import Invalid, NotFound
-from sts.services.registry import audit_admin_action
+from sts.store.audit import record_admin_action
 from sts.store.models import (
     Credential,
     DelegationRule,
@@ -61,6 +60,41 @@ class Result:
             "revocation_id": self.revocation_id,
         }
 
+    def audit_event(self, reason: str) -> tuple[str, dict[str, Any]]:
+        """The audit event that records this revocation (or this look at a blast radius):
+        its name and its detail."""
+        if self.dry_run:
+            return f"admin.revoke.{self.kind}.dry_run", {
+                "target": self.target,
+                "tokens": self.tokens,
+            }
+        return f"admin.revoke.{self.kind}", {
+            "target": self.target,
+            "reason": reason,
+            "tokens": self.tokens,
+            "revocation_id": self.revocation_id,
+        }
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    id: int
+    kind: str
+    target: str
+    reason: str
+    revoked_by: str
+    created_at: int
+
+
+class UnknownTarget(LookupError):
+    """Nothing of the kind to revoke goes by this name (for a token or a transaction: no
+    token of it is in the lineage)."""
+
+    def __init__(self, kind: str, target: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.target = target
+
 
 def _seeds(conn: Connection, kind: str, target: str) -> Select[Any]:
     """The tokens revoked directly; the walk adds their descendants."""
@@ -72,33 +106,33 @@ def _seeds(conn: Connection, kind: str, target: str) -> Select[Any]:
     elif kind == "nhi":
         row = conn.execute(select(Nhi.id).where(Nhi.client_id == target)).first()
         if row is None:
-            raise NotFound(f"no NHI named {target!r}", what=kind)
+            raise UnknownTarget(kind, target)
         condition = token.actor_id == row.id
     elif kind == "credential":
         if conn.execute(select(Credential.id).where(Credential.id == target)).first() is None:
-            raise NotFound(f"no credential {target!r}", what=kind)
+            raise UnknownTarget(kind, target)
         condition = token.credential_id == target
     elif kind == "rule":
         if (
             conn.execute(select(DelegationRule.id).where(DelegationRule.id == target)).first()
             is None
         ):
-            raise NotFound(f"no rule {target!r}", what=kind)
+            raise UnknownTarget(kind, target)
         condition = token.rule_id == target
     elif kind == "issuer":
         if (
             conn.execute(select(TrustedIssuer.id).where(TrustedIssuer.issuer == target)).first()
             is None
         ):
-            raise NotFound("no such trusted issuer", what=kind)
+            raise UnknownTarget(kind, target)
         condition = token.subject_issuer == target
     else:
-        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
+        raise ValueError(f"no revocation of kind {kind!r}")
     if (
         kind in ("token", "txn")
         and conn.execute(select(token.jti).where(condition).limit(1)).first() is None
     ):
-        raise NotFound(f"no tokens for this {kind}", what=kind)
+        raise UnknownTarget(kind, target)
     return select(token.jti).where(condition)
 
 
@@ -175,20 +209,19 @@ def serialize(conn: Connection) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(REVOCATION_LOCK)))
 
 
-def revoke(
+def cascade(
     conn: Connection,
     kind: str,
     target: str,
     *,
     now: int,
-    admin: str,
+    by: str,
     reason: str = "",
     dry_run: bool = False,
 ) -> Result:
-    """Revoke ``target`` of ``kind`` and everything derived from it; with ``dry_run``, only
-    report the blast radius and change nothing."""
-    if kind not in KINDS:
-        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
+    """Revoke ``target`` of ``kind`` and everything derived from it, recording ``by`` as who
+    did it; with ``dry_run``, only report the blast radius and change nothing. Raises
+    :class:`UnknownTarget` when there is no such thing."""
     seeds = _seeds(conn, kind, target)
     live = _live(_affected(seeds), now)
     if dry_run:
@@ -197,10 +230,6 @@ def revoke(
             select(func.count(), func.count(sub.c.txn.distinct())).select_from(sub)
         ).one()
         jtis = list(conn.execute(select(sub.c.jti).order_by(sub.c.jti).limit(LISTED)).scalars())
-        # Asking for a blast radius is an administrative act too: audited, nothing else.
-        audit_admin_action(
-            conn, now, admin, f"admin.revoke.{kind}.dry_run", target=target, tokens=int(tokens)
-        )
         return Result(kind, target, True, int(tokens), int(txns), jtis)
     serialize(conn)
     # Lock order matches an exchange's (client NHI, transaction root, issuer, rule), so the
@@ -216,7 +245,7 @@ def revoke(
             kind=kind,
             target=target,
             reason=reason,
-            revoked_by=admin,
+            revoked_by=by,
             created_at=now,
         )
         .returning(Revocation.id)
@@ -235,17 +264,47 @@ def revoke(
         .returning(IssuedToken.jti, IssuedToken.txn)
     ).all()
     jtis = sorted(r.jti for r in marked)
-    result = Result(
+    return Result(
         kind, target, False, len(marked), len({r.txn for r in marked}), jtis[:LISTED], revocation_id
     )
-    audit_admin_action(
-        conn,
-        now,
-        admin,
-        f"admin.revoke.{kind}",
-        target=target,
-        reason=reason,
-        tokens=result.tokens,
-        revocation_id=revocation_id,
-    )
+
+
+def revoke(
+    conn: Connection,
+    kind: str,
+    target: str,
+    *,
+    now: int,
+    admin: str,
+    reason: str = "",
+    dry_run: bool = False,
+) -> Result:
+    """:func:`cascade`, and the audit event naming ``admin`` as who did it (asking for a
+    blast radius is an act too: audited, nothing else)."""
+    result = cascade(conn, kind, target, now=now, by=admin, reason=reason, dry_run=dry_run)
+    record_admin_action(conn, now, admin, *result.audit_event(reason))
     return result
+
+
+class RevocationRepository:
+    """Revocations for the administrative services, on the caller's transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def cascade(
+        self, kind: str, target: str, *, now: int, by: str, reason: str, dry_run: bool
+    ) -> Result:
+        return cascade(self._conn, kind, target, now=now, by=by, reason=reason, dry_run=dry_run)
+
+    def records(self, ids: list[int]) -> list[RevocationRecord]:
+        """These revocations, by id."""
+        if not ids:
+            return []
+        rows = self._conn.execute(
+            select(Revocation).where(Revocation.id.in_(ids)).order_by(Revocation.id)
+        )
+        return [
+            RevocationRecord(r.id, r.kind, r.target, r.reason, r.revoked_by, r.created_at)
+            for r in rows
+        ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sts.services.registry import ADMIN_SCOPES
+from sts.services.admin import ADMIN_SCOPES
 
 Schema = dict[str, Any]
 

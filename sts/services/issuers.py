@@ -1,0 +1,145 @@
+"""Trusted issuers (DESIGN §3): the external issuers whose JWTs are accepted as subject
+tokens, with their keys, algorithms, audiences and how their scopes count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
+from sts.services.admin import audit_admin_action
+from sts.services.errors import Conflict, Invalid, NotFound
+from sts.services.fields import check_jwks, check_uri, split_uri
+from sts.store.admin import AdminStore
+from sts.store.issuers import IssuerRecord
+
+DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
+
+
+@dataclass(frozen=True)
+class _IssuerSpec:
+    """A validated trusted issuer."""
+
+    issuer: str
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    algorithms: list[str]
+    audiences: list[str]
+    scope_mode: str
+
+
+def _issuer_spec(
+    issuer: str,
+    jwks: dict[str, Any] | None,
+    jwks_uri: str | None,
+    audiences: list[str] | None,
+    algorithms: list[str] | None,
+    scope_mode: str,
+) -> _IssuerSpec:
+    parts = split_uri(issuer)
+    if len(issuer) > 2048 or parts is None or not parts.scheme:
+        raise Invalid("issuer must be an absolute URI", "issuer")
+    if (jwks is None) == (jwks_uri is None):
+        raise Invalid("give exactly one of a JWKS or a JWKS URI", "jwks")
+    if jwks is not None:
+        check_jwks(jwks)
+    if jwks_uri is not None:
+        check_uri(jwks_uri, "jwks_uri")
+    algs = algorithms or list(DEFAULT_ALGORITHMS)
+    bad = [a for a in algs if a not in ASYMMETRIC_JWS_ALGORITHMS]
+    if bad:
+        raise Invalid(
+            f"algorithm {bad[0]!r} not allowed (asymmetric JWS algorithms only)", "algorithms"
+        )
+    if scope_mode not in ("rule", "cap"):
+        raise Invalid("scope mode must be 'rule' or 'cap'", "scope_mode")
+    return _IssuerSpec(issuer, jwks, jwks_uri, algs, list(audiences or []), scope_mode)
+
+
+def _as_dict(record: IssuerRecord) -> dict[str, Any]:
+    return {
+        "issuer": record.issuer,
+        "jwks_uri": record.jwks_uri,
+        "kids": [k.get("kid") for k in (record.jwks or {}).get("keys", [])],
+        "algorithms": record.algorithms,
+        "audiences": record.audiences,
+        "scope_mode": record.scope_mode,
+        "status": record.status,
+        "created_at": record.created_at,
+    }
+
+
+def _insert(store: AdminStore, spec: _IssuerSpec, now: int, admin: str) -> dict[str, Any]:
+    if store.issuers.exists(spec.issuer):
+        raise Conflict("this issuer is already trusted", "issuer", what="issuer")
+    store.issuers.insert(
+        issuer=spec.issuer,
+        jwks=spec.jwks,
+        jwks_uri=spec.jwks_uri,
+        algorithms=spec.algorithms,
+        audiences=spec.audiences,
+        scope_mode=spec.scope_mode,
+        now=now,
+    )
+    audit_admin_action(store, now, admin, "admin.issuer.add", issuer=spec.issuer)
+    return get_issuer(store, spec.issuer)
+
+
+def add_issuer(
+    store: AdminStore,
+    *,
+    issuer: str,
+    now: int,
+    admin: str,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    audiences: list[str] | None = None,
+    algorithms: list[str] | None = None,
+    scope_mode: str = "rule",
+) -> dict[str, Any]:
+    spec = _issuer_spec(issuer, jwks, jwks_uri, audiences, algorithms, scope_mode)
+    return _insert(store, spec, now, admin)
+
+
+def ensure_issuer(
+    store: AdminStore,
+    *,
+    issuer: str,
+    now: int,
+    admin: str,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    audiences: list[str] | None = None,
+    algorithms: list[str] | None = None,
+    scope_mode: str = "rule",
+) -> tuple[dict[str, Any], bool]:
+    """Idempotent :func:`add_issuer`: ``(issuer, created)``. The same issuer trusted with the
+    same keys, audiences, algorithms and scope mode is returned as it is; with others, it is
+    a conflict."""
+    spec = _issuer_spec(issuer, jwks, jwks_uri, audiences, algorithms, scope_mode)
+    found = store.issuers.find(issuer)
+    if found is None:
+        return _insert(store, spec, now, admin), True
+    same = (
+        found.jwks == spec.jwks
+        and found.jwks_uri == spec.jwks_uri
+        and set(found.algorithms) == set(spec.algorithms)
+        and set(found.audiences) == set(spec.audiences)
+        and found.scope_mode == spec.scope_mode
+    )
+    if not same:
+        raise Conflict(
+            "this issuer is already trusted with other settings", "issuer", what="issuer"
+        )
+    return _as_dict(found), False
+
+
+def get_issuer(store: AdminStore, issuer: str) -> dict[str, Any]:
+    found = store.issuers.find(issuer)
+    if found is None:
+        raise NotFound("no such trusted issuer", what="issuer")
+    return _as_dict(found)
+
+
+def list_issuers(store: AdminStore) -> list[dict[str, Any]]:
+    return [_as_dict(r) for r in store.issuers.all()]

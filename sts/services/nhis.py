@@ -1,0 +1,325 @@
+"""Non-human identities (DESIGN §3): register, look up, list, disable and enable.
+
+An NHI is client, actor and target at once, so its names share one namespace: no NHI's
+``sub`` or resource URI may name another NHI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sts.core.domain import GRANT_TYPES, KINDS
+from sts.core.secrets import SecretHasher
+from sts.core.token_types import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
+from sts.services import credentials
+from sts.services.admin import ADMIN_SCOPES, audit_admin_action, nhi_named
+from sts.services.errors import Conflict, Invalid
+from sts.services.fields import check_keys, check_resource, normal_scope
+from sts.store.admin import AdminStore
+from sts.store.registry import NhiRecord
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+GRANT_ALIASES = {
+    "client_credentials": CLIENT_CREDENTIALS,
+    "token-exchange": TOKEN_EXCHANGE,
+    "token_exchange": TOKEN_EXCHANGE,
+    TOKEN_EXCHANGE: TOKEN_EXCHANGE,
+}
+
+
+@dataclass(frozen=True)
+class NhiView:
+    client_id: str
+    kind: str
+    sub: str
+    owner: str
+    status: str
+    status_reason: str
+    scopes: str
+    grants: list[str]
+    resources: list[str]
+    credentials: list[dict[str, Any]] = field(default_factory=list)
+    created_at: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "kind": self.kind,
+            "sub": self.sub,
+            "owner": self.owner,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "scope": self.scopes,
+            "grants": self.grants,
+            "resources": self.resources,
+            "credentials": self.credentials,
+            "created_at": self.created_at,
+        }
+
+
+def _view(store: AdminStore, nhi: NhiRecord) -> NhiView:
+    return NhiView(
+        nhi.client_id,
+        nhi.kind,
+        nhi.sub,
+        nhi.owner,
+        nhi.status,
+        nhi.status_reason,
+        nhi.scopes,
+        nhi.grants,
+        store.nhis.resources(nhi.id),
+        credentials.of_nhi(store, nhi.id),
+        nhi.created_at,
+    )
+
+
+def _grants(values: list[str] | None) -> list[str]:
+    if not values:
+        return list(GRANT_TYPES)
+    out = []
+    for value in values:
+        if value not in GRANT_ALIASES:
+            raise Invalid(f"unknown grant {value!r} (client_credentials, token-exchange)", "grants")
+        out.append(GRANT_ALIASES[value])
+    return sorted(set(out))
+
+
+@dataclass(frozen=True)
+class _NhiSpec:
+    """A validated, normalised NHI registration."""
+
+    name: str
+    kind: str
+    owner: str
+    sub: str
+    scopes: str
+    grants: list[str]
+    resources: list[str]
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+
+
+def _nhi_spec(
+    *,
+    name: str,
+    kind: str,
+    owner: str,
+    sub: str | None,
+    scope: str,
+    grants: list[str] | None,
+    resources: list[str] | None,
+    jwks: dict[str, Any] | None,
+    jwks_uri: str | None,
+) -> _NhiSpec:
+    if not NAME.fullmatch(name):
+        raise Invalid(
+            "name must be 1-128 letters, digits, '.', '_' or '-', starting alphanumeric", "name"
+        )
+    if name.lower().startswith("sts_"):
+        # The shape of a generated secret: logs and the audit trail mask it on sight.
+        raise Invalid("names starting with 'sts_' are reserved", "name")
+    if kind not in KINDS:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}", "kind")
+    if len(owner) > 255:
+        raise Invalid("owner must be at most 255 characters", "owner")
+    sub = sub or name
+    if len(sub) > 2048 or not sub.strip() or sub != sub.strip():
+        raise Invalid("sub must be a non-empty string without surrounding spaces", "sub")
+    scopes = normal_scope(scope)
+    check_keys(jwks, jwks_uri)
+    return _NhiSpec(
+        name=name,
+        kind=kind,
+        owner=owner,
+        sub=sub,
+        scopes=scopes,
+        grants=_grants(grants),
+        resources=sorted({check_resource(r) for r in (resources or [])}),
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+    )
+
+
+def _check_names_free(store: AdminStore, spec: _NhiSpec) -> None:
+    """One namespace: the name, the sub and the resource URIs name no other NHI."""
+    holder = store.nhis.holder_of(spec.name, spec.sub)
+    if holder is not None:
+        field_ = "name" if holder == spec.name else "sub"
+        raise Conflict("an NHI with this name or sub already exists", field_, what="nhi")
+    # A resource URI and an NHI's sub both name a target: neither may name another NHI's.
+    if store.nhis.is_resource(spec.sub):
+        raise Conflict("this sub is another NHI's resource URI", "sub", what="nhi")
+    if spec.resources and store.nhis.any_sub_in(spec.resources):
+        raise Conflict("a resource URI is another NHI's sub", "resources", what="nhi")
+    if spec.resources and store.nhis.any_resource_in(spec.resources):
+        raise Conflict("a resource URI is already registered", "resources", what="nhi")
+
+
+def _insert_nhi(
+    store: AdminStore, hasher: SecretHasher, spec: _NhiSpec, now: int, admin: str
+) -> tuple[NhiView, str | None]:
+    _check_names_free(store, spec)
+    nhi_id = store.nhis.insert(
+        client_id=spec.name,
+        kind=spec.kind,
+        sub=spec.sub,
+        owner=spec.owner,
+        scopes=spec.scopes,
+        grants=spec.grants,
+        resources=spec.resources,
+        now=now,
+    )
+    _, secret = credentials.issue(store, hasher, nhi_id, now, spec.jwks, spec.jwks_uri)
+    audit_admin_action(store, now, admin, "admin.nhi.create", nhi=spec.name, kind=spec.kind)
+    return get_nhi(store, spec.name), secret
+
+
+def create_nhi(
+    store: AdminStore,
+    hasher: SecretHasher,
+    *,
+    name: str,
+    kind: str,
+    now: int,
+    admin: str,
+    owner: str = "",
+    sub: str | None = None,
+    scope: str = "",
+    grants: list[str] | None = None,
+    resources: list[str] | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+) -> tuple[NhiView, str | None]:
+    """Register an NHI. Returns it and, when it authenticates by secret, the secret (once)."""
+    spec = _nhi_spec(
+        name=name,
+        kind=kind,
+        owner=owner,
+        sub=sub,
+        scope=scope,
+        grants=grants,
+        resources=resources,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+    )
+    return _insert_nhi(store, hasher, spec, now, admin)
+
+
+def _same_nhi(store: AdminStore, nhi: NhiRecord, view: NhiView, spec: _NhiSpec) -> bool:
+    if (view.kind, view.owner, view.sub, view.scopes, view.grants, view.resources) != (
+        spec.kind,
+        spec.owner,
+        spec.sub,
+        spec.scopes,
+        spec.grants,
+        spec.resources,
+    ):
+        return False
+    if spec.jwks is None and spec.jwks_uri is None:
+        return True
+    live = store.credentials.live_keys(nhi.id)
+    if spec.jwks is not None:
+        return any(jwks == spec.jwks for jwks, _ in live)
+    return any(jwks_uri == spec.jwks_uri for _, jwks_uri in live)
+
+
+def ensure_nhi(
+    store: AdminStore,
+    hasher: SecretHasher,
+    *,
+    name: str,
+    kind: str,
+    now: int,
+    admin: str,
+    owner: str = "",
+    sub: str | None = None,
+    scope: str = "",
+    grants: list[str] | None = None,
+    resources: list[str] | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+) -> tuple[NhiView, str | None, bool]:
+    """Idempotent registration: ``(view, secret, created)``.
+
+    An NHI of this name registered with the same attributes (kind, owner, sub, scope, grants,
+    resources and, when one is given, a live credential with the same JWKS or JWKS URI) is
+    returned as it is, ``created`` false and no secret (a secret is shown only once, when it
+    is generated); the same name with other attributes is a conflict."""
+    spec = _nhi_spec(
+        name=name,
+        kind=kind,
+        owner=owner,
+        sub=sub,
+        scope=scope,
+        grants=grants,
+        resources=resources,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+    )
+    nhi = store.nhis.find(name)
+    if nhi is None:
+        view, secret = _insert_nhi(store, hasher, spec, now, admin)
+        return view, secret, True
+    view = _view(store, nhi)
+    if not _same_nhi(store, nhi, view, spec):
+        raise Conflict("an NHI with this name exists with other attributes", "name", what="nhi")
+    return view, None, False
+
+
+def bootstrap_admin(
+    store: AdminStore, hasher: SecretHasher, *, name: str, now: int, admin: str, owner: str = ""
+) -> tuple[NhiView, str]:
+    """Register an administrator of the admin API: a service NHI that may only use
+    ``client_credentials``, holding every admin scope, authenticating by a generated secret
+    (returned once)."""
+    view, secret = create_nhi(
+        store,
+        hasher,
+        name=name,
+        kind="service",
+        owner=owner,
+        scope=" ".join(ADMIN_SCOPES),
+        grants=[CLIENT_CREDENTIALS],
+        now=now,
+        admin=admin,
+    )
+    assert secret is not None
+    return view, secret
+
+
+def get_nhi(store: AdminStore, name: str) -> NhiView:
+    return _view(store, nhi_named(store, name))
+
+
+def list_nhis(
+    store: AdminStore,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[NhiView], int]:
+    found, total = store.nhis.page(kind=kind, status=status, limit=limit, offset=offset)
+    return [_view(store, nhi) for nhi in found], total
+
+
+def set_nhi_status(
+    store: AdminStore, name: str, *, status: str, reason: str, now: int, admin: str
+) -> NhiView:
+    if status not in ("active", "disabled"):
+        raise Invalid("status must be active or disabled", "status")
+    if status == "disabled" and not reason.strip():
+        raise Invalid("a reason is required to disable an NHI", "reason")
+    nhi = nhi_named(store, name)
+    store.nhis.set_status(nhi.id, status, reason if status == "disabled" else "", now)
+    audit_admin_action(
+        store,
+        now,
+        admin,
+        "admin.nhi.disable" if status == "disabled" else "admin.nhi.enable",
+        nhi=name,
+        reason=reason,
+    )
+    return get_nhi(store, name)
