@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from sts.cli import main
 from sts.core.clock import FrozenClock
@@ -313,6 +313,55 @@ def test_revoke_when_target_unknown_then_exit_2_not_found(
 
     assert "error (not_found)" in result.output
     assert feed_jtis(world.client, world.nhis["data"]) == {}
+
+
+# -- hop states: the one judgement exchange and introspection make ---------------------------
+def hop_states(sts: Any, txn: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each hop's ``(status, status_reason)`` as ``chain show`` and as ``audit show`` say."""
+    by_chain: dict[str, Any] = {}
+    pending = as_json(sts, "chain", "show", "--txn", txn)
+    while pending:
+        node = pending.pop()
+        by_chain[node["jti"]] = (node["status"], node["status_reason"])
+        pending.extend(node["children"])
+    story = as_json(sts, "audit", "show", "--txn", txn)
+    return by_chain, {h["jti"]: (h["status"], h["status_reason"]) for h in story["hops"]}
+
+
+def test_chain_and_audit_when_actor_disabled_then_its_hop_and_those_below_void(
+    world: World, sts: Any
+) -> None:
+    chain = world.chains["alice1"]
+    sts("nhi", "disable", "agent", "--reason", "compromised")
+
+    expected = {
+        chain.hops[0].jti: ("active", ""),
+        chain.hops[1].jti: ("void", "actor disabled"),
+        chain.hops[2].jti: ("void", "an ancestor is void"),
+    }
+    assert hop_states(sts, chain.txn) == (expected, expected)
+    unusable = frozenset({"agent"})
+    assert [is_active(world, t, unusable) for t in chain.hops] == [True, False, False]
+
+
+def test_chain_and_audit_when_actor_missing_then_its_hop_void_as_exchange_judges_it(
+    world: World, sts: Any
+) -> None:
+    chain = world.chains["alice1"]
+    with world.runtime.engine.begin() as conn:  # the registry no longer has the hop's actor
+        conn.execute(
+            update(IssuedToken)
+            .where(IssuedToken.jti == chain.hops[1].jti)
+            .values(actor_id=None)
+        )
+
+    expected = {
+        chain.hops[0].jti: ("active", ""),
+        chain.hops[1].jti: ("void", "actor missing"),
+        chain.hops[2].jti: ("void", "an ancestor is void"),
+    }
+    assert hop_states(sts, chain.txn) == (expected, expected)
+    assert [is_active(world, t) for t in chain.hops] == [True, False, False]
 
 
 # -- gc --------------------------------------------------------------------------------------

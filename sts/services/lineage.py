@@ -1,9 +1,15 @@
-"""Reading a chain back: the lineage of a token or a transaction as a tree (DESIGN §8)."""
+"""Reading a chain back: the lineage of a token or a transaction as a tree (DESIGN §8).
+
+Each hop's state is the one judgement of :mod:`sts.core.lineage`, the same that exchange
+and introspection make, so a hop is never "active" here and refused at the token endpoint;
+a hop below a revoked or void one is void too, as its lineage no longer holds.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sts.core.lineage import HopStatus, hop_state, rule_in_force
 from sts.services.errors import Invalid, NotFound
 from sts.store.admin import AdminStore
 from sts.store.lineage import TokenRecord
@@ -11,21 +17,15 @@ from sts.store.lineage import TokenRecord
 MAX_TREE_ROWS = 10_000
 
 
-def _status(row: TokenRecord, now: int) -> tuple[str, str]:
-    """This hop's own state: ``revoked``, ``expired``, ``void`` (its actor is disabled or
-    its rule no longer in force: no longer accepted anywhere, as introspection says) or
-    ``active``, with the reason."""
-    if row.revoked_at is not None:
-        return "revoked", ""
-    if row.expires_at <= now:
-        return "expired", ""
-    if row.actor_status not in (None, "active"):
-        return "void", "actor disabled"
-    if row.rule_id is not None and not (
-        row.rule_status == "enabled" and (row.rule_expires_at is None or row.rule_expires_at > now)
-    ):
-        return "void", "rule no longer in force"
-    return "active", ""
+def _status(row: TokenRecord, now: int) -> tuple[HopStatus, str]:
+    """This hop's own state and why, judged as exchange and introspection judge it."""
+    return hop_state(
+        revoked=row.revoked_at is not None,
+        expires_at=row.expires_at,
+        now=now,
+        actor_status=row.actor_status,
+        rule_in_force=rule_in_force(row.rule_id, row.rule_status, row.rule_expires_at, now),
+    )
 
 
 def _node(row: TokenRecord, now: int) -> dict[str, Any]:
