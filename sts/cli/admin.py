@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from sts.cli.support import (
-    _admin,
-    _emit,
-    _hasher,
-    _now,
-    _settings,
-    _transaction,
+    administrator,
+    emit,
     handles_errors,
     json_option,
+    load_settings,
+    now_seconds,
+    open_store,
+    secret_hasher,
 )
 from sts.services import nhis
 
@@ -30,10 +30,15 @@ def admin() -> None:
 def admin_bootstrap(name: str, owner: str, as_json: bool) -> None:
     """Register NAME as an administrator: client_credentials only, scopes
     sts:admin sts:audit sts:revoke; prints its secret once."""
-    settings = _settings()
-    with _transaction() as store:
+    settings = load_settings()
+    with open_store() as store:
         view, secret = nhis.bootstrap_admin(
-            store, _hasher(settings), name=name, owner=owner, now=_now(), admin=_admin()
+            store,
+            secret_hasher(settings),
+            name=name,
+            owner=owner,
+            now=now_seconds(),
+            admin=administrator(),
         )
     data = {"client_id": view.client_id, "client_secret": secret, "scope": view.scopes}
 
@@ -45,4 +50,4 @@ def admin_bootstrap(name: str, owner: str, as_json: bool) -> None:
             "grant_type=client_credentials and these credentials (HTTP Basic)."
         )
 
-    _emit(as_json, data, human)
+    emit(as_json, data, human)

@@ -6,7 +6,15 @@ from typing import Any
 
 import click
 
-from sts.cli.support import _admin, _emit, _iso, _now, _transaction, handles_errors, json_option
+from sts.cli.support import (
+    administrator,
+    emit,
+    handles_errors,
+    iso_time,
+    json_option,
+    now_seconds,
+    open_store,
+)
 from sts.services import lineage, rules
 
 
@@ -21,7 +29,7 @@ def _print_rule(r: dict[str, Any]) -> None:
         f"  targets:  {' '.join(r['targets'])}\n  scope:    {r['scope'] or '-'}\n"
         f"  subject:  {r['subject']}\n  upstream: {r['upstream'] or '-'}\n"
         f"  max depth {r['max_depth'] or '-'}, max ttl {r['max_ttl'] or '-'}, "
-        f"expires {_iso(r['expires_at'])}"
+        f"expires {iso_time(r['expires_at'])}"
     )
 
 
@@ -56,7 +64,7 @@ def rule_create(
     as_json: bool,
 ) -> None:
     """Allow ACTOR to act for SUBJECT toward TARGET(s)."""
-    with _transaction() as store:
+    with open_store() as store:
         created = rules.create_rule(
             store,
             actor=actor,
@@ -67,10 +75,10 @@ def rule_create(
             max_depth=max_depth,
             max_ttl=max_ttl,
             expires=expires,
-            now=_now(),
-            admin=_admin(),
+            now=now_seconds(),
+            admin=administrator(),
         )
-    _emit(as_json, created, lambda: _print_rule(created))
+    emit(as_json, created, lambda: _print_rule(created))
 
 
 @rule.command("list")
@@ -84,7 +92,7 @@ def rule_list(
     actor: str | None, status: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
     """List delegation rules."""
-    with _transaction() as store:
+    with open_store() as store:
         items, total = rules.list_rules(
             store, actor=actor, status=status, limit=limit, offset=offset
         )
@@ -97,7 +105,7 @@ def rule_list(
             )
         click.echo(f"({len(items)} of {total})")
 
-    _emit(as_json, {"items": items, "total": total}, human)
+    emit(as_json, {"items": items, "total": total}, human)
 
 
 @rule.command("show")
@@ -106,9 +114,9 @@ def rule_list(
 @handles_errors
 def rule_show(rule_id: str, as_json: bool) -> None:
     """Show one rule."""
-    with _transaction() as store:
+    with open_store() as store:
         found = rules.get_rule(store, rule_id)
-    _emit(as_json, found, lambda: _print_rule(found))
+    emit(as_json, found, lambda: _print_rule(found))
 
 
 @rule.command("disable")
@@ -118,9 +126,11 @@ def rule_show(rule_id: str, as_json: bool) -> None:
 @handles_errors
 def rule_disable(rule_id: str, reason: str, as_json: bool) -> None:
     """Disable a rule: no new exchanges under it, and tokens it minted stop being exchangeable."""
-    with _transaction() as store:
-        found = rules.disable_rule(store, rule_id, now=_now(), admin=_admin(), reason=reason)
-    _emit(as_json, found, lambda: click.echo(f"{rule_id} disabled"))
+    with open_store() as store:
+        found = rules.disable_rule(
+            store, rule_id, now=now_seconds(), admin=administrator(), reason=reason
+        )
+    emit(as_json, found, lambda: click.echo(f"{rule_id} disabled"))
 
 
 @click.group()
@@ -134,7 +144,7 @@ def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
         branch = "" if not indent and not node["parent_jti"] else ("└─ " if last else "├─ ")
         click.echo(
             f"{indent}{branch}{node['jti']}  {node['actor']} -> {node['target']}  "
-            f"[{node['scope']}]  exp {_iso(node['expires_at'])}  "
+            f"[{node['scope']}]  exp {iso_time(node['expires_at'])}  "
             f"rule {node['rule_id'] or '-'}  {node['status']}"
             + (f" ({node['status_reason']})" if node["status_reason"] else "")
         )
@@ -148,8 +158,8 @@ def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
 @handles_errors
 def chain_show(jti: str | None, txn: str | None, as_json: bool) -> None:
     """Print the lineage of a token (JTI) or of a transaction (--txn) as a tree."""
-    with _transaction() as store:
-        roots = lineage.chain_tree(store, now=_now(), jti=jti, txn=txn)
+    with open_store() as store:
+        roots = lineage.chain_tree(store, now=now_seconds(), jti=jti, txn=txn)
 
     def human() -> None:
         first = roots[0]
@@ -158,4 +168,4 @@ def chain_show(jti: str | None, txn: str | None, as_json: bool) -> None:
         )
         _print_tree(roots)
 
-    _emit(as_json, roots, human)
+    emit(as_json, roots, human)

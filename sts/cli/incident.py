@@ -10,14 +10,14 @@ import click
 from tqdm import tqdm
 
 from sts.cli.support import (
-    _admin,
-    _emit,
-    _iso,
-    _now,
-    _settings,
-    _transaction,
+    administrator,
+    emit,
     handles_errors,
+    iso_time,
     json_option,
+    load_settings,
+    now_seconds,
+    open_store,
 )
 from sts.services import audit as audit_service
 from sts.services import gc as gc_service
@@ -41,9 +41,15 @@ def _revoke_command(kind: str, argument: str, help_text: str) -> None:
     @handles_errors
     def command(reason: str, dry_run: bool, as_json: bool, **kwargs: Any) -> None:
         target = kwargs[argument.lower()]
-        with _transaction() as store:
+        with open_store() as store:
             result = revocation.revoke(
-                store, kind, target, now=_now(), admin=_admin(), reason=reason, dry_run=dry_run
+                store,
+                kind,
+                target,
+                now=now_seconds(),
+                admin=administrator(),
+                reason=reason,
+                dry_run=dry_run,
             )
 
         def human() -> None:
@@ -57,7 +63,7 @@ def _revoke_command(kind: str, argument: str, help_text: str) -> None:
             if result.tokens > 20:
                 click.echo(f"  ... and {result.tokens - 20} more (--json lists up to 1000)")
 
-        _emit(as_json, result.as_dict(), human)
+        emit(as_json, result.as_dict(), human)
 
 
 _revoke_command("token", "JTI", "Revoke a token and all its descendants.")
@@ -95,14 +101,14 @@ def _since(value: str | None) -> int | None:
 @handles_errors
 def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
     """The whole story of a transaction (or of the transaction of a token)."""
-    with _transaction() as store:
-        story = audit_service.show(store, now=_now(), jti=jti, txn=txn)
+    with open_store() as store:
+        story = audit_service.show(store, now=now_seconds(), jti=jti, txn=txn)
 
     def human() -> None:
         init = story["initiated_by"]
         click.echo(
             f"transaction {story['txn']}\ninitiated by {init['subject']} "
-            f"(issuer {init['issuer'] or 'not recorded'}) at {_iso(init['at'])}, first client "
+            f"(issuer {init['issuer'] or 'not recorded'}) at {iso_time(init['at'])}, first client "
             f"{init['first_client']}\nexecuted by {' -> '.join(story['executed_by'])}"
         )
         for hop in story["hops"]:
@@ -113,17 +119,17 @@ def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
             )
         for event in story["denied"]:
             click.echo(
-                f"  denied {_iso(event['at'])}: {event['client_id']} -> "
+                f"  denied {iso_time(event['at'])}: {event['client_id']} -> "
                 f"{event['target'] or '-'}: {event['reason']}"
             )
         for rev in story["revocations"]:
             click.echo(
-                f"  revoked {_iso(rev['at'])} by {rev['revoked_by']}: {rev['kind']} "
+                f"  revoked {iso_time(rev['at'])} by {rev['revoked_by']}: {rev['kind']} "
                 f"{rev['target']} ({rev['reason'] or 'no reason given'})"
             )
         click.echo("  accessed: not reported by resource servers")
 
-    _emit(as_json, story, human)
+    emit(as_json, story, human)
 
 
 @audit.command("list")
@@ -145,7 +151,7 @@ def audit_list(
     as_json: bool,
 ) -> None:
     """Audit events, newest first."""
-    with _transaction() as store:
+    with open_store() as store:
         events = audit_service.list_events(
             store,
             actor=actor,
@@ -159,11 +165,11 @@ def audit_list(
     def human() -> None:
         for e in events:
             click.echo(
-                f"{_iso(e['at'])}  {e['event']:24} {e['decision']:8} "
+                f"{iso_time(e['at'])}  {e['event']:24} {e['decision']:8} "
                 f"{e['client_id'] or '-':20} {e['subject'] or '-':20} {e['reason']}"
             )
 
-    _emit(as_json, events, human)
+    emit(as_json, events, human)
 
 
 @click.command()
@@ -177,24 +183,24 @@ def audit_list(
 @handles_errors
 def gc(retention_days: int | None, as_json: bool) -> None:
     """Remove lineage rows long past expiry; audit events are kept."""
-    settings = _settings()
+    settings = load_settings()
     days = settings.lineage_retention_days if retention_days is None else retention_days
     engine = create_engine(settings.database_url, hide_parameters=True)
-    now = _now()
-    open_store = partial(admin_store, engine)
+    now = now_seconds()
+    stores = partial(admin_store, engine)
     try:
-        total = gc_service.expired_lineage(open_store, now - days * 86400)
+        total = gc_service.expired_lineage(stores, now - days * 86400)
         with tqdm(total=total, unit="row", disable=as_json or total == 0, desc="lineage") as bar:
             result = gc_service.collect(
-                open_store, now=now, retention_seconds=days * 86400, progress=bar.update
+                stores, now=now, retention_seconds=days * 86400, progress=bar.update
             )
     finally:
         engine.dispose()
-    _emit(
+    emit(
         as_json,
         result,
         lambda: click.echo(
             f"removed {result['lineage_rows']} lineage rows expired before "
-            f"{_iso(result['cutoff'])} and {result['assertion_jtis']} used assertion ids"
+            f"{iso_time(result['cutoff'])} and {result['assertion_jtis']} used assertion ids"
         ),
     )

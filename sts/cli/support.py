@@ -1,4 +1,10 @@
-"""What every ``sts`` subcommand shares: settings, a transaction, output, error handling."""
+"""What every ``sts`` subcommand shares: settings, a transaction, output, error handling.
+
+A service's refusal (:class:`~sts.services.errors.ServiceError`) becomes, here and only
+here, one line on stderr, ``error (<code>): <message>``, and exit status
+:data:`EXIT_REFUSED`; configuration, key-file and database faults are one-line click errors
+(exit status 1).
+"""
 
 from __future__ import annotations
 
@@ -22,24 +28,29 @@ from sts.store.admin import AdminStore, admin_store
 from sts.store.db import create_engine
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Exit status when the registry refuses the command's input (unknown, conflicting, invalid).
+EXIT_REFUSED = 2
 
 
-def _now() -> int:
+def now_seconds() -> int:
+    """Now, in the seconds since the epoch the registry records."""
     return int(datetime.now(UTC).timestamp())
 
 
-def _iso(ts: int | None) -> str:
+def iso_time(ts: int | None) -> str:
+    """A recorded time for people (``-`` when there is none)."""
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _admin() -> str:
+def administrator() -> str:
+    """Who the audit trail names for a command run here: ``cli:<login>``."""
     try:
         return "cli:" + getpass.getuser()
     except (KeyError, OSError):
         return "cli"
 
 
-def _settings() -> Settings:
+def load_settings() -> Settings:
     try:
         return Settings.load()
     except SettingsError as exc:
@@ -47,9 +58,9 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _transaction() -> Iterator[AdminStore]:
+def open_store() -> Iterator[AdminStore]:
     """The registry's store for one command: one transaction, committed when it succeeds."""
-    engine = create_engine(_settings().database_url, hide_parameters=True)
+    engine = create_engine(load_settings().database_url, hide_parameters=True)
     try:
         with admin_store(engine) as store:
             yield store
@@ -57,11 +68,13 @@ def _transaction() -> Iterator[AdminStore]:
         engine.dispose()
 
 
-def _hasher(settings: Settings) -> SecretHasher:
+def secret_hasher(settings: Settings) -> SecretHasher:
+    """Hashes new client secrets; outside production its key is created on first use."""
     return SecretHasher(load_hash_key(settings.keys_dir, create=not settings.is_production))
 
 
-def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+    """One JSON document for scripts, or the human form."""
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
@@ -69,13 +82,15 @@ def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
 
 
 def handles_errors(fn: F) -> F:
+    """The command's failures as one line and an exit status (see the module docstring)."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ServiceError as exc:
             click.echo(f"error ({exc.code}): {exc.message}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_REFUSED)
         except (KeyFileError, SettingsError) as exc:
             raise click.ClickException(str(exc)) from None
         except DBAPIError as exc:

@@ -1,0 +1,273 @@
+"""``sts nhi`` and ``sts issuer``: non-human identities, their credentials, trusted issuers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sts.cli.support import (
+    administrator,
+    emit,
+    handles_errors,
+    iso_time,
+    json_option,
+    load_settings,
+    now_seconds,
+    open_store,
+    secret_hasher,
+)
+from sts.services import credentials, issuers, nhis
+from sts.services.fields import load_jwks_text
+
+
+# -- nhi ------------------------------------------------------------------------------------
+@click.group()
+def nhi() -> None:
+    """Non-human identities: services, agents, workloads."""
+
+
+def _print_nhi(view: nhis.NhiView) -> None:
+    click.echo(
+        f"client_id: {view.client_id}\nkind:      {view.kind}\nsub:       {view.sub}\n"
+        f"owner:     {view.owner or '-'}\nstatus:    {view.status}"
+        + (f" ({view.status_reason})" if view.status_reason else "")
+        + f"\nscope:     {view.scopes or '-'}\ngrants:    {' '.join(view.grants)}"
+    )
+    for uri in view.resources:
+        click.echo(f"resource:  {uri}")
+    for cred in view.credentials:
+        click.echo(
+            f"credential: {cred['id']} {cred['type']} {cred['status']}"
+            + (f" expires {iso_time(cred['expires_at'])}" if cred["expires_at"] else "")
+        )
+
+
+@nhi.command("create")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["service", "agent", "workload"]))
+@click.option("--owner", default="", help="Accountable owner (team or person).")
+@click.option("--sub", default=None, help="Subject in tokens (default: the name).")
+@click.option("--scope", default="", help="Scopes it may request for itself, space-separated.")
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    help="Allowed grant (client_credentials, token-exchange); default both.",
+)
+@click.option("--resource", "resources", multiple=True, help="RFC 8707 resource URI naming it.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public JWKS file for private_key_jwt.",
+)
+@click.option("--jwks-uri", default=None, help="JWKS URL for private_key_jwt.")
+@json_option
+@handles_errors
+def nhi_create(
+    name: str,
+    kind: str,
+    owner: str,
+    sub: str | None,
+    scope: str,
+    grants: tuple[str, ...],
+    resources: tuple[str, ...],
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Register an NHI; prints its client_id and, once, its generated secret."""
+    settings = load_settings()
+    jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
+    with open_store() as store:
+        view, secret = nhis.create_nhi(
+            store,
+            secret_hasher(settings),
+            name=name,
+            kind=kind,
+            now=now_seconds(),
+            admin=administrator(),
+            owner=owner,
+            sub=sub,
+            scope=scope,
+            grants=list(grants),
+            resources=list(resources),
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+        )
+    data = {
+        "client_id": view.client_id,
+        "client_secret": secret,
+        "sub": view.sub,
+        "kind": view.kind,
+    }
+
+    def human() -> None:
+        click.echo(f"client_id:     {view.client_id}")
+        if secret:
+            click.echo(f"client_secret: {secret}")
+            click.echo("(the secret is shown only once; store it now)")
+
+    emit(as_json, data, human)
+
+
+@nhi.command("list")
+@click.option("--kind", default=None)
+@click.option("--status", default=None, type=click.Choice(["active", "disabled"]))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@json_option
+@handles_errors
+def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """List NHIs."""
+    with open_store() as store:
+        views, total = nhis.list_nhis(store, kind=kind, status=status, limit=limit, offset=offset)
+
+    def human() -> None:
+        for v in views:
+            click.echo(f"{v.client_id:32} {v.kind:9} {v.status:9} {v.sub}")
+        click.echo(f"({len(views)} of {total})")
+
+    emit(as_json, {"items": [v.as_dict() for v in views], "total": total}, human)
+
+
+@nhi.command("show")
+@click.argument("name")
+@json_option
+@handles_errors
+def nhi_show(name: str, as_json: bool) -> None:
+    """Show one NHI with its credentials (never a secret)."""
+    with open_store() as store:
+        view = nhis.get_nhi(store, name)
+    emit(as_json, view.as_dict(), lambda: _print_nhi(view))
+
+
+@nhi.command("disable")
+@click.argument("name")
+@click.option("--reason", required=True)
+@json_option
+@handles_errors
+def nhi_disable(name: str, reason: str, as_json: bool) -> None:
+    """Disable an NHI: it can no longer authenticate, act or be a target."""
+    with open_store() as store:
+        view = nhis.set_nhi_status(
+            store, name, status="disabled", reason=reason, now=now_seconds(), admin=administrator()
+        )
+    emit(as_json, view.as_dict(), lambda: click.echo(f"{name} disabled"))
+
+
+@nhi.command("enable")
+@click.argument("name")
+@json_option
+@handles_errors
+def nhi_enable(name: str, as_json: bool) -> None:
+    """Enable a disabled NHI."""
+    with open_store() as store:
+        view = nhis.set_nhi_status(
+            store, name, status="active", reason="", now=now_seconds(), admin=administrator()
+        )
+    emit(as_json, view.as_dict(), lambda: click.echo(f"{name} enabled"))
+
+
+@nhi.group("secret")
+def nhi_secret() -> None:
+    """Client secrets."""
+
+
+@nhi_secret.command("rotate")
+@click.argument("name")
+@click.option(
+    "--grace",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Seconds the current secrets keep working (0: stop now).",
+)
+@json_option
+@handles_errors
+def nhi_secret_rotate(name: str, grace: int, as_json: bool) -> None:
+    """Issue a new secret; old ones keep working for the grace period."""
+    settings = load_settings()
+    with open_store() as store:
+        cred_id, secret = credentials.rotate_secret(
+            store,
+            secret_hasher(settings),
+            name,
+            now=now_seconds(),
+            admin=administrator(),
+            grace=grace,
+        )
+    data = {"client_id": name, "credential_id": cred_id, "client_secret": secret, "grace": grace}
+
+    def human() -> None:
+        click.echo(
+            f"client_secret: {secret}\n(the secret is shown only once; "
+            f"previous secrets stop working in {grace}s)"
+        )
+
+    emit(as_json, data, human)
+
+
+# -- issuer ---------------------------------------------------------------------------------
+@click.group()
+def issuer() -> None:
+    """Trusted external token issuers."""
+
+
+@issuer.command("add")
+@click.argument("iss")
+@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--jwks-uri", default=None)
+@click.option(
+    "--audience", "audiences", multiple=True, help="Audience its tokens must carry (any one)."
+)
+@click.option("--alg", "algorithms", multiple=True, help="Allowed algorithm (repeatable).")
+@click.option(
+    "--scope-mode",
+    type=click.Choice(["rule", "cap"]),
+    default="rule",
+    show_default=True,
+    help="cap: its scopes cap exchanged scope; rule: rules only.",
+)
+@json_option
+@handles_errors
+def issuer_add(
+    iss: str,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    audiences: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    scope_mode: str,
+    as_json: bool,
+) -> None:
+    """Trust an external issuer's JWTs as subject tokens."""
+    jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
+    with open_store() as store:
+        data = issuers.add_issuer(
+            store,
+            issuer=iss,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            audiences=list(audiences),
+            algorithms=list(algorithms),
+            scope_mode=scope_mode,
+            now=now_seconds(),
+            admin=administrator(),
+        )
+    emit(as_json, data, lambda: click.echo(f"trusted issuer {iss} added"))
+
+
+@issuer.command("list")
+@json_option
+@handles_errors
+def issuer_list(as_json: bool) -> None:
+    """List trusted issuers."""
+    with open_store() as store:
+        rows = issuers.list_issuers(store)
+
+    def human() -> None:
+        for r in rows:
+            click.echo(f"{r['issuer']}  {r['status']}  {r['jwks_uri'] or 'inline JWKS'}")
+
+    emit(as_json, rows, human)
