@@ -1,1 +1,2 @@
-"""Registry storage: schema, engine, and the SQL implementation of the store interface."""
+"""Registry storage: schema, engine, the SQL implementation of the protocol's store interface,
+and the repositories the administrative services use (:mod:`sts.store.admin`)."""

@@ -10,6 +10,10 @@ trusted issuer) until it commits. A revocation first takes ``FOR UPDATE`` on the
 so it either waits for an in-flight exchange to commit (and its marking statement, which runs
 later with a fresh snapshot, sees the new token), or the exchange waits for the revocation to
 commit and then reads the revoked state and refuses. SQLite serialises writers outright.
+
+:func:`cascade` does the work and reports it; :func:`revoke` also writes the audit event
+naming who revoked (the protocol store's RFC 7009 path). Administrators come through
+:mod:`sts.services.revocation`, which checks the request and writes that event itself.
 """
 
 from __future__ import annotations
