@@ -160,11 +160,11 @@ class MemoryStore:
         return len(fresh)
 
     def revoked_since(
-        self, cursor: tuple[int, str], now: int, limit: int
+        self, cursor: tuple[int, str], alive_at: int, limit: int
     ) -> list[tuple[int, str, int]]:
         rows = sorted(
             (rid, jti, self.issued[jti].expires_at)
             for jti, rid in self.revoked.items()
-            if self.issued[jti].expires_at > now
+            if self.issued[jti].expires_at > alive_at
         )
         return [r for r in rows if (r[0], r[1]) > cursor][:limit]

@@ -223,6 +223,7 @@ def test_keys_list_when_rotated_then_signing_published_and_retired(cli: Cli) -> 
 
 def test_keys_generate_when_production_then_key_directory_ready_for_nhi_create(cli, monkeypatch):
     monkeypatch.setenv("STS_ENV", "production")
+    monkeypatch.setenv("STS_ALLOW_SQLITE_IN_PRODUCTION", "true")
     monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
     assert (
         "credential hashing key missing"
@@ -569,6 +570,7 @@ def test_serve_when_demo_then_migrated_seeded_and_issuer_follows_port(
 def test_serve_when_demo_in_production_then_refused(tmp_path, monkeypatch, served):
     _clean_environment(monkeypatch, tmp_path)
     monkeypatch.setenv("STS_ENV", "production")
+    monkeypatch.setenv("STS_ALLOW_SQLITE_IN_PRODUCTION", "true")
     monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
     cli = Cli(f"sqlite:///{tmp_path / 'sts.db'}", tmp_path / "keys", tmp_path)
     assert "development only" in cli.run("serve", "--demo", code=1).stderr

@@ -219,8 +219,8 @@ def test_rule_disable_when_unknown_then_exit_2(cli: Cli) -> None:
 
 # -- chain show -----------------------------------------------------------------------------
 class MintedChain:
-    """A transaction minted through the app: batch's own token, exchanged by web for agent (and
-    separately for tool), then by agent for tool."""
+    """A transaction minted through the app: batch's own token for web, exchanged by web for
+    agent (and separately for tool), then by agent for tool."""
 
     def __init__(self, cli: Cli, http: FlaskClient) -> None:
         cli.nhi("batch", "workload", scope="a b")
@@ -231,7 +231,7 @@ class MintedChain:
                               "--scope", "a", "--upstream", "web"),
         }  # fmt: skip
         ids = {n: _Who(n, s) for n, s in cli.secrets.items()}
-        root = client_credentials(http, ids["batch"])
+        root = client_credentials(http, ids["batch"], audience="web")
         assert root.status_code == 200, root.json
         web_agent = exchange(http, ids["web"], root.json["access_token"], audience="agent")
         web_tool = exchange(http, ids["web"], root.json["access_token"], audience="tool",

@@ -129,6 +129,7 @@ def test_wsgi_when_bad_setting_then_import_fails_naming_it(sts_env, monkeypatch)
 
 def test_wsgi_when_production_without_keys_then_import_fails(sts_env, monkeypatch):
     monkeypatch.setenv("STS_ENV", "production")
+    monkeypatch.setenv("STS_ALLOW_SQLITE_IN_PRODUCTION", "true")
     monkeypatch.setenv("STS_ISSUER", "https://sts.example.test")
     with pytest.raises(KeyFileError, match="key directory does not exist"):
         import_wsgi()
@@ -154,6 +155,7 @@ def gunicorn(sts_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Pat
     env = {
         **os.environ,
         "STS_ENV": "production",
+        "STS_ALLOW_SQLITE_IN_PRODUCTION": "true",
         "STS_ISSUER": "https://sts.example.test",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
     }

@@ -171,11 +171,11 @@ class World:
 def world(client, runtime, make_nhi, clock) -> World:
     idp = PersonIdp()
     nhis = {
-        "web": make_nhi("web", "service"),
-        "agent": make_nhi("agent", "agent"),
-        "tool": make_nhi("tool", "workload"),
-        "data": make_nhi("data", "service", resources=[DATA_URI]),
-        "other": make_nhi("other", "service"),
+        "web": make_nhi("web", "service", scope=ORDERS),
+        "agent": make_nhi("agent", "agent", scope=ORDERS),
+        "tool": make_nhi("tool", "workload", scope=ORDERS),
+        "data": make_nhi("data", "service", resources=[DATA_URI], scope=ORDERS),
+        "other": make_nhi("other", "service", scope=ORDERS),
     }
     with admin_store(runtime.engine) as store:
         issuers.add_issuer(
@@ -206,15 +206,15 @@ def relay(world, make_nhi) -> list[str]:
     """NHIs d1 … d6 relaying a chain rooted at ``root``'s own token: d_i may reach d_(i+1)."""
     names = [f"d{i}" for i in range(1, 7)]
     for name in ["root", *names]:
-        world.nhis[name] = make_nhi(name, "agent")
+        world.nhis[name] = make_nhi(name, "agent", scope=ORDERS)
     for here, there in zip(names, [*names[1:], "root"], strict=True):
-        world.rule_ids[here] = world.rule(here, [there], scope="")
+        world.rule_ids[here] = world.rule(here, [there], scope=ORDERS)
     return names
 
 
 def relay_chain(world: World, names: list[str], hops: int) -> str:
     """``root``'s token after ``hops`` relays: ``act`` holds d_hops … d1."""
-    token = world.own("root")
+    token = world.own("root", audience=names[0])
     for i in range(hops):
         token = world.hop(names[i], token, audience=names[i + 1])
     return token
@@ -484,8 +484,8 @@ def test_exchange_when_subject_and_actor_tokens_swapped_then_invalid_request(wor
 
 def test_actor_token_when_it_carries_its_own_act_chain_then_invalid_request(world, trail):
     # A chain rooted at agent itself: web acts for agent toward agent.
-    world.rule("web", ["agent"], scope="", subject="sub:agent")
-    agent_by_web = world.hop("web", world.own("agent"), audience="agent")
+    world.rule("web", ["agent"], scope=ORDERS, subject="sub:agent")
+    agent_by_web = world.hop("web", world.own("agent", audience="web"), audience="agent")
     assert claims_of(agent_by_web)["act"] == {"sub": "web"}
     delegated = world.agent_token()
     trail.mark()
@@ -531,8 +531,8 @@ def test_chain_when_depth_exceeds_rule_max_depth_then_invalid_request(world, tra
     with admin_store(world.runtime.engine) as store:
         for name in ("d2", "d3"):
             rules.disable_rule(store, world.rule_ids[name], now=world.clock.now(), admin="t")
-    world.rule("d2", ["d3"], scope="", max_depth=2)
-    shallow = world.rule("d3", ["d4"], scope="", max_depth=2)
+    world.rule("d2", ["d3"], scope=ORDERS, max_depth=2)
+    shallow = world.rule("d3", ["d4"], scope=ORDERS, max_depth=2)
     two = relay_chain(world, relay, 2)  # d2's hop mints depth 2: equal to the limit
     assert len(claims_of(two)["act"]) == 2
     trail.mark()
@@ -567,11 +567,11 @@ def test_chain_when_subject_nhi_would_act_for_itself_downstream_then_invalid_req
     world, trail, relay
 ):
     # root's own token, relayed by d1 to d2 and handed back to root by d2.
-    one = world.hop("d1", world.own("root"), audience="d2")
+    one = world.hop("d1", world.own("root", audience="d1"), audience="d2")
     back = world.hop("d2", one, audience="d3")
-    world.rule("d3", ["root"], scope="")
+    world.rule("d3", ["root"], scope=ORDERS)
     back = world.hop("d3", back, audience="root")
-    world.rule("root", ["d1"], scope="")
+    world.rule("root", ["d1"], scope=ORDERS)
     trail.mark()
     resp = world.send("root", back, audience="d1")
     trail.denied(resp, 400, REQUEST_INVALID, "cycle: actor already in the chain")
@@ -858,7 +858,7 @@ def test_target_when_omitted_then_aud_is_the_actor_itself(world):
 
 
 def test_self_exchange_when_nhis_own_client_credentials_token_then_no_act(world):
-    world.rule("web", ["agent"], scope="", subject="sub:web")
+    world.rule("web", ["agent"], scope=ORDERS, subject="sub:web")
     resp = world.send("web", world.own("web"), audience="agent")
     assert resp.status_code == 200, resp.json
     claims = claims_of(resp.json["access_token"])
@@ -946,10 +946,10 @@ def test_chain_when_outermost_actor_presents_trusted_issuers_actor_token_then_no
 def test_chain_when_nhi_subject_acts_downstream_with_trusted_issuers_actor_token_then_refused(
     world, trail, relay, workload
 ):
-    one = world.hop("d1", world.own("root"), audience="d2")
-    world.rule("d2", ["root"], scope="")
+    one = world.hop("d1", world.own("root", audience="d1"), audience="d2")
+    world.rule("d2", ["root"], scope=ORDERS)
     back = world.hop("d2", one, audience="root")
-    world.rule("root", ["d1"], scope="")
+    world.rule("root", ["d1"], scope=ORDERS)
     vouched = workload.token("root", ISSUER, world.clock.now())
     trail.mark()
     resp = world.send("root", back, audience="d1", actor_token=vouched, actor_token_type=JWT_TYPE)
@@ -957,7 +957,7 @@ def test_chain_when_nhi_subject_acts_downstream_with_trusted_issuers_actor_token
 
 
 def test_self_exchange_when_vouched_by_trusted_issuers_actor_token_then_no_act(world, workload):
-    world.rule("web", ["agent"], scope="", subject="sub:web")
+    world.rule("web", ["agent"], scope=ORDERS, subject="sub:web")
     webs_own = world.own("web")
     vouched = workload.token("web", ISSUER, world.clock.now())
     resp = world.send(

@@ -123,8 +123,12 @@ def expect(
     disabled_rules = {r.id for r in world.rules if not r.enabled}
     if tok.own and (tok.rules & disabled_rules or tok.clients & world.disabled):
         return Denied("invalid_request")
-    # §5.3: only its audience (or anyone, if it is addressed to the STS) may exchange it.
+    # §5.3: only its audience may exchange it; one addressed to the STS itself, anyone if a
+    # trusted issuer minted it, only the client it was issued to if this STS did (an own
+    # token addressed to the STS is a client_credentials root: issued to its sub).
     if tok.aud not in {actor, ISSUER, cfg.token_endpoint}:
+        return Denied("invalid_request")
+    if tok.aud != actor and tok.own and tok.sub != actor:
         return Denied("invalid_request")
     # §5.6: one registered, active target; omitted: the actor itself.
     if target is not None and (target not in world.names or target in world.disabled):
@@ -169,6 +173,8 @@ def expect(
         grants = [(r, requested) for r in covering if requested <= allowed(r)]
         if not grants:
             return Denied("invalid_scope")
+    if not grants[0][1]:
+        return Denied("invalid_scope")  # §5.7: a token with no scope is never minted
     # §5.8: the earliest of every bound.
     if tok.exp <= now:
         return Denied("invalid_request")

@@ -632,16 +632,26 @@ def test_feed_when_exactly_a_page_left_then_more_is_false(
     assert len(resp.json["revoked"]) == 3 and resp.json["more"] is False
 
 
-def test_feed_when_revoked_tokens_expire_then_they_leave_the_feed(world: World) -> None:
+def test_feed_when_revoked_tokens_expire_then_they_leave_the_feed_after_the_verifier_leeway(
+    world: World,
+) -> None:
+    """DESIGN §7: a revoked token stays on the feed until its ``exp`` plus the largest leeway
+    a verifier may apply (``STS_VERIFIER_LEEWAY``, 60 s by default): the SDK accepts a token
+    up to 30 s past its ``exp``, so the feed must still list it then."""
     chain = world.chains["alice1"]
     admin_revoke(world, "txn", chain.txn)
     data = world.nhis["data"]
     assert set(feed_jtis(world.client, data)) == chain.jtis
+    grace = world.runtime.settings.verifier_leeway
+    assert grace == 60
 
-    world.clock.advance(chain.hops[2].claims["exp"] - world.clock.now())  # the last hop expires
+    last = chain.hops[2].claims["exp"]
+    world.clock.advance(last + 30 - world.clock.now())  # past exp, within the SDK's leeway
+    assert set(feed_jtis(world.client, data)) == chain.jtis
+    world.clock.advance(last + grace - world.clock.now())  # the last hop's grace is over
     assert set(feed_jtis(world.client, data)) == {chain.hops[0].jti, chain.hops[1].jti}
 
-    world.clock.advance(max(h.claims["exp"] for h in chain.hops) - world.clock.now())
+    world.clock.advance(max(h.claims["exp"] for h in chain.hops) + grace - world.clock.now())
     assert feed_jtis(world.client, data) == {}
 
 

@@ -205,11 +205,20 @@ def test_decide_when_subject_caps_scope_then_rule_scope_outside_cap_refused() ->
         run([rule()], subject=capped, requested=frozenset({"write"}))
 
 
-def test_decide_when_subject_cap_is_empty_then_nothing_can_be_requested() -> None:
+def test_decide_when_subject_cap_is_empty_then_no_token_is_minted() -> None:
+    """DESIGN §5.7: an intersection that leaves nothing is ``invalid_scope``; a token with
+    no scope is never minted, whether a scope was requested or not."""
     capped = replace(PERSON, scope_cap=frozenset())
-    assert run([rule()], subject=capped).scopes == frozenset()
+    with pytest.raises(InvalidScope) as refused:
+        run([rule()], subject=capped)
+    assert refused.value.reason == "no scope left: the rule's and the subject's scopes do not meet"
     with pytest.raises(InvalidScope):
         run([rule()], subject=capped, requested=frozenset({"read"}))
+
+
+def test_decide_when_rule_grants_no_scope_then_no_token_is_minted() -> None:
+    with pytest.raises(InvalidScope):
+        run([rule(scopes=frozenset())], subject=PERSON)
 
 
 def test_decide_when_no_cap_then_rule_alone_bounds_scope() -> None:
@@ -279,9 +288,10 @@ def test_decide_when_any_scopes_then_granted_within_rule_and_cap(
 ) -> None:
     allowed = rule_scopes if cap is None else rule_scopes & cap
     subject = replace(PERSON, scope_cap=cap)
-    if requested is not None and not requested <= allowed:
+    granted = allowed if requested is None else requested
+    if (requested is not None and not requested <= allowed) or not granted:
         with pytest.raises(InvalidScope):
             run([rule(scopes=rule_scopes)], subject=subject, requested=requested)
         return
     decision = run([rule(scopes=rule_scopes)], subject=subject, requested=requested)
-    assert decision.scopes == (allowed if requested is None else requested)
+    assert decision.scopes == granted

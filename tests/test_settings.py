@@ -110,9 +110,17 @@ def test_settings_when_example_file_then_it_lists_every_setting_with_its_default
             {
                 "STS_ENV": "production",
                 "STS_ISSUER": "https://sts.example.test",
+                "STS_DATABASE_URL": "postgresql+psycopg://db/sts",
                 "STS_DEMO_REGISTRY": "true",
             },
             "STS_DEMO_REGISTRY",
+        ),
+        ({"STS_DATABSE_URL": "postgresql+psycopg://db/sts"}, "STS_DATABSE_URL"),
+        ({"STS_VERIFIER_LEEWAY": "10"}, "STS_VERIFIER_LEEWAY"),
+        ({"STS_CLIENT_ASSERTION_MAX_LIFETIME": "0"}, "STS_CLIENT_ASSERTION_MAX_LIFETIME"),
+        (
+            {"STS_ENV": "production", "STS_ISSUER": "https://sts.example.test"},
+            "STS_ALLOW_SQLITE_IN_PRODUCTION",
         ),
     ],
 )
@@ -158,7 +166,28 @@ def production(tmp_path: Path, keys_dir: Path) -> Settings:
         issuer="https://sts.example.test",
         database_url=f"sqlite:///{tmp_path / 'sts.db'}",
         keys_dir=keys_dir,
+        allow_sqlite_in_production=True,
     ).validate()
+
+
+def test_settings_when_an_unknown_sts_variable_is_set_then_refused_naming_it() -> None:
+    """A typo (``STS_DATABSE_URL``) must not silently fall back to the default database."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.load(environ={"STS_DATABSE_URL": "postgresql+psycopg://db/sts"})
+    assert str(refused.value) == "unknown setting in the environment: STS_DATABSE_URL"
+
+
+def test_settings_when_test_and_config_variables_are_set_then_they_are_not_settings() -> None:
+    environ = {"STS_TEST_PG_DB": "x", "STS_FUZZ_EXAMPLES": "9"}
+    assert Settings.load(environ=environ) == Settings.load(environ={})
+
+
+def test_settings_when_production_on_sqlite_then_only_with_the_explicit_opt_in() -> None:
+    environ = {"STS_ENV": "production", "STS_ISSUER": "https://sts.example.test"}
+    with pytest.raises(SettingsError, match="STS_ALLOW_SQLITE_IN_PRODUCTION=true"):
+        Settings.load(environ=environ)
+    opted_in = Settings.load(environ={**environ, "STS_ALLOW_SQLITE_IN_PRODUCTION": "true"})
+    assert opted_in.is_production and opted_in.database_url.startswith("sqlite")
 
 
 def test_build_runtime_when_production_and_key_directory_missing_then_clear_error(tmp_path):

@@ -505,6 +505,8 @@ def test_client_credentials_when_issued_then_lineage_and_audit_recorded(
         "target": ISSUER,
         "scope": "orders:read",
         "rule_id": None,
+        "actor_jti": None,
+        "actor_issuer": None,
         "chain": [],
         "depth": 0,
         "issued_at": clock.now(),

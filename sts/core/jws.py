@@ -11,12 +11,16 @@ itself.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jwt
+from jwt import PyJWK
 from jwt.algorithms import get_default_algorithms
-from jwt.exceptions import InvalidSignatureError, InvalidTokenError
+from jwt.exceptions import InvalidSignatureError, InvalidTokenError, PyJWTError
 
 _ALGORITHMS = get_default_algorithms()
 
@@ -59,3 +63,19 @@ def parse(token: str) -> ParsedJWS:
     """Parse a compact JWS whose payload is a JSON object (a JWT), without verifying it."""
     complete = jwt.decode_complete(token, options={"verify_signature": False})
     return ParsedJWS(token, complete["header"], complete["payload"], complete["signature"])
+
+
+@lru_cache(maxsize=4096)
+def _jwk(jwk_json: str, alg: str) -> Any:
+    return PyJWK(json.loads(jwk_json), algorithm=alg).key
+
+
+def public_key(jwk: Mapping[str, Any], alg: str) -> Any:
+    """A public JWK (RFC 7517) as the key PyJWT verifies ``alg`` with, parsed once per
+    content. A key whose type cannot do ``alg`` (an RS256 header naming an EC key), or that
+    is malformed, raises :class:`jwt.exceptions.InvalidTokenError`: a refusal, never an
+    exception of another kind."""
+    try:
+        return _jwk(json.dumps(jwk, sort_keys=True), alg)
+    except (PyJWTError, TypeError, ValueError, KeyError) as exc:
+        raise InvalidTokenError(f"unusable key: {type(exc).__name__}") from None

@@ -102,6 +102,9 @@ def decide(
         if not fitting:
             raise InvalidScope("requested scope exceeds the rule's and the subject's scope")
         rule, scopes = fitting[0], requested
+    if not scopes:
+        # DESIGN §5.7: a token with no scope is never minted.
+        raise InvalidScope("no scope left: the rule's and the subject's scopes do not meet")
     lifetimes = [now + default_ttl, now + max_ttl, *token_exps]
     if rule.max_ttl is not None:
         lifetimes.append(now + rule.max_ttl)

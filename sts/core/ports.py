@@ -31,6 +31,9 @@ class IssuedRecord:
     chain: tuple[str, ...]
     issued_at: int
     expires_at: int
+    #: The actor token it was minted with: our own token's ``jti``, or its trusted issuer.
+    actor_jti: str | None = None
+    actor_issuer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,9 +185,10 @@ class RevocationStore(Protocol):
         """Revoke a token and its descendants; the number of tokens revoked."""
 
     def revoked_since(
-        self, cursor: tuple[int, str], now: int, limit: int
+        self, cursor: tuple[int, str], alive_at: int, limit: int
     ) -> list[tuple[int, str, int]]:
-        """Revoked, unexpired tokens after ``cursor`` as (revocation id, jti, exp), in order."""
+        """Revoked tokens still unexpired at ``alive_at``, after ``cursor``, as (revocation
+        id, jti, exp), in order."""
 
 
 class Store(

@@ -17,6 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "STS_"
+#: ``STS_*`` variables that are not settings: the config file's path, and the test suite's
+#: own knobs. Any other unknown ``STS_*`` variable is a typo, refused at start.
+NOT_SETTINGS = ("STS_CONFIG_FILE",)
+NOT_SETTINGS_PREFIXES = ("STS_TEST_", "STS_FUZZ_")
 DEFAULT_CONFIG_FILE = Path("config/sts.toml")
 SIGNING_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 
@@ -54,6 +58,12 @@ class Settings:
     max_token_ttl: int = 3600
     #: Clock skew tolerated on exp/nbf/iat of incoming JWTs, seconds.
     leeway: int = 30
+    #: The largest leeway any verifier of this STS's tokens applies, seconds (the SDK's is
+    #: 30): a revoked token stays on the revocation feed until its ``exp`` plus this.
+    verifier_leeway: int = 60
+    #: Longest lifetime accepted for a ``private_key_jwt`` client assertion, seconds (RFC 7523
+    #: §3): its ``jti`` is kept until it expires, so a far ``exp`` is refused.
+    client_assertion_max_lifetime: int = 300
     #: Global cap on ``act`` nesting depth of a minted token (a rule may lower it).
     max_chain_depth: int = 5
     #: Failed authentications of one client within the window before it is throttled.
@@ -78,6 +88,8 @@ class Settings:
     log_level: str = "INFO"
     #: Create the schema and a demo registry on start when the database is empty (dev only).
     demo_registry: bool = False
+    #: Production runs on PostgreSQL; an embedded SQLite file must be asked for explicitly.
+    allow_sqlite_in_production: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -100,6 +112,15 @@ class Settings:
             raise SettingsError("STS_ISSUER must use https in production")
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise SettingsError("STS_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if (
+            self.is_production
+            and self.database_url.startswith("sqlite")
+            and not self.allow_sqlite_in_production
+        ):
+            raise SettingsError(
+                "STS_DATABASE_URL is SQLite in production: use PostgreSQL, "
+                "or set STS_ALLOW_SQLITE_IN_PRODUCTION=true"
+            )
         if self.signing_alg not in SIGNING_ALGORITHMS:
             raise SettingsError(f"STS_SIGNING_ALG must be one of {', '.join(SIGNING_ALGORITHMS)}")
         for name in (
@@ -114,11 +135,14 @@ class Settings:
             "lineage_retention_days",
             "auth_failure_limit",
             "auth_failure_window",
+            "client_assertion_max_lifetime",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"STS_{name.upper()} must be a positive integer")
         if self.leeway < 0 or self.leeway > 300:
             raise SettingsError("STS_LEEWAY must be between 0 and 300 seconds")
+        if not self.leeway <= self.verifier_leeway <= 3600:
+            raise SettingsError("STS_VERIFIER_LEEWAY must be between STS_LEEWAY and 3600 seconds")
         if self.token_ttl > self.max_token_ttl:
             raise SettingsError("STS_TOKEN_TTL must not exceed STS_MAX_TOKEN_TTL")
         if not 0 < self.jwks_fetch_timeout < math.inf:
@@ -152,10 +176,16 @@ class Settings:
             path = DEFAULT_CONFIG_FILE
         if path is not None:
             values.update(_read_file(path))
-        for f in fields(cls):
-            key = ENV_PREFIX + f.name.upper()
-            if key in environ:
-                values[f.name] = environ[key]
+        known = {ENV_PREFIX + f.name.upper(): f.name for f in fields(cls)}
+        for key, value in environ.items():
+            if key in known:
+                values[known[key]] = value
+            elif (
+                key.startswith(ENV_PREFIX)
+                and key not in NOT_SETTINGS
+                and not key.startswith(NOT_SETTINGS_PREFIXES)
+            ):
+                raise SettingsError(f"unknown setting in the environment: {key[:64]}")
         values.update(overrides)
         return cls._coerce(values).validate()
 

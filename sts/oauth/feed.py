@@ -56,11 +56,13 @@ def parse_cursor(value: str | None) -> tuple[int, str]:
     return int(rid), jti
 
 
-def feed(store: RevocationStore, now: int, since: str | None) -> Response:
-    """Revoked, still-unexpired ``jti``s after a cursor, in revocation order, one page at a
-    time: cheap enough to poll every second (one indexed range scan)."""
+def feed(store: RevocationStore, now: int, since: str | None, grace: int) -> Response:
+    """Revoked ``jti``s after a cursor, in revocation order, one page at a time: cheap
+    enough to poll every second (one indexed range scan). A token stays listed until its
+    ``exp`` plus ``grace``, the largest leeway a verifier may apply (DESIGN §7): a verifier
+    that still accepts it must still be able to learn it is revoked."""
     cursor = parse_cursor(since)
-    rows = store.revoked_since(cursor, now, FEED_PAGE + 1)
+    rows = store.revoked_since(cursor, now - grace, FEED_PAGE + 1)
     page = rows[:FEED_PAGE]
     last = page[-1] if page else None
     next_cursor = f"{last[0]}.{last[1]}" if last else (since or "")

@@ -28,6 +28,9 @@ class Provenance:
     subject_issuer: str
     rule_id: str | None
     chain: tuple[str, ...]
+    #: The actor token of an exchange: our own token's ``jti``, or its trusted issuer.
+    actor_jti: str | None = None
+    actor_issuer: str | None = None
 
 
 def issue(
@@ -57,6 +60,8 @@ def issue(
         chain=origin.chain,
         issued_at=token.iat,
         expires_at=token.exp,
+        actor_jti=origin.actor_jti,
+        actor_issuer=origin.actor_issuer,
     )
     signed = token.sign(keys.ring.signing)
     store.record_issued(

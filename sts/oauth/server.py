@@ -73,7 +73,13 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             [
                 ClientSecretBasic(hasher),
                 ClientSecretPost(hasher),
-                PrivateKeyJwt(audiences, settings.leeway, settings.max_token_bytes, jwks_cache),
+                PrivateKeyJwt(
+                    audiences,
+                    settings.leeway,
+                    settings.max_token_bytes,
+                    settings.client_assertion_max_lifetime,
+                    jwks_cache,
+                ),
             ],
         )
         self.validator = TokenValidator(settings, keys, jwks_cache)

@@ -28,6 +28,13 @@ def _is_absolute_uri(value: str) -> bool:
     return bool(parts.scheme) and not parts.fragment and "#" not in value
 
 
+def named_target(audiences: list[str], resources: list[str]) -> str | None:
+    """The next hop as the request names it, unresolved: what the audit trail of a refused
+    target records (DESIGN §8: denied attempts are recorded with the target they aimed at)."""
+    named = audiences or resources
+    return named[0][:MAX_TARGET_LENGTH] if named else None
+
+
 def resolve_target(store: TargetStore, audiences: list[str], resources: list[str]) -> Target | None:
     """The one target named by the request, or ``None`` if it names none."""
     if not audiences and not resources:

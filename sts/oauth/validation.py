@@ -11,13 +11,10 @@ configured leeway.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from jwt import PyJWK
-from jwt.exceptions import InvalidTokenError, PyJWTError
+from jwt.exceptions import InvalidTokenError
 
 from sts.core import jws
 from sts.core.chain import Actor, Chain, ChainError
@@ -34,7 +31,7 @@ if TYPE_CHECKING:
     from sts.core.ports import Hop, IssuerConfig, Store
     from sts.core.settings import Settings
 
-_AT_JWT_TYPES = {ACCESS_TOKEN_TYP, "application/at+jwt"}
+AT_JWT_TYPES = {ACCESS_TOKEN_TYP, "application/at+jwt"}
 #: The audit trail's words for a void hop (a hop of the token's own lineage or an ancestor's).
 _VOID_REASONS = {
     "revoked": "token or an ancestor is revoked",
@@ -61,6 +58,8 @@ class ValidatedToken:
     #: For our own tokens: the lineage row and its ancestors, the token itself first.
     hops: tuple[Hop, ...] = ()
     issuer_config: IssuerConfig | None = None
+    #: The JWS header's ``typ``, lowercased (``at+jwt`` for every token of this STS).
+    typ: str = ""
 
     @property
     def txn(self) -> str | None:
@@ -81,12 +80,6 @@ def _identifier(value: Any) -> TypeGuard[str]:
         and 0 < len(value) <= 2048
         and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
     )
-
-
-@lru_cache(maxsize=1024)
-def _verification_key(jwk_json: str, alg: str) -> PyJWK:
-    """A trusted issuer's key as PyJWT uses it for ``alg`` only, parsed once per content."""
-    return PyJWK(json.loads(jwk_json), algorithm=alg)
 
 
 class TokenValidator:
@@ -130,13 +123,14 @@ class TokenValidator:
                 raise fail("issuer revoked")
             claims = self._verify_external(parsed, alg, kid, config, fail)
         self._check_times(claims, now, fail)
-        return self._build(claims, iss, config, store, now, fail)
+        typ = str(header.get("typ", "")).lower()
+        return self._build(claims, iss, config, store, now, fail, typ)
 
     # -- signatures ------------------------------------------------------------------------
     def _verify_own(
         self, parsed: ParsedJWS, alg: str, kid: str | None, now: int, fail: Any
     ) -> dict[str, Any]:
-        if str(parsed.header.get("typ", "")).lower() not in _AT_JWT_TYPES:
+        if str(parsed.header.get("typ", "")).lower() not in AT_JWT_TYPES:
             raise fail("typ is not at+jwt")
         key = self.keys.ring.verification_key(kid, now) if kid else None
         if key is None:
@@ -178,11 +172,8 @@ class TokenValidator:
             raise fail("algorithm not allowed for this issuer")
         key = self._issuer_key(config, kid, fail)
         try:
-            # The key as PyJWT uses it for ``alg`` only: a key whose type cannot do ``alg``
-            # (an RS256 header naming an EC key) is a refusal, never an exception.
-            verifier = _verification_key(json.dumps(key, sort_keys=True), alg)
-            claims = parsed.verify(verifier.key, alg)
-        except (PyJWTError, TypeError, ValueError):
+            claims = parsed.verify(jws.public_key(key, alg), alg)
+        except InvalidTokenError:
             raise fail("signature verification failed") from None
         if config.audiences:
             aud = claims.get("aud")
@@ -218,6 +209,7 @@ class TokenValidator:
         store: Store,
         now: int,
         fail: Any,
+        typ: str,
     ) -> ValidatedToken:
         sub = claims.get("sub")
         if not _identifier(sub):
@@ -254,6 +246,7 @@ class TokenValidator:
             may_act,
             hops,
             config,
+            typ,
         )
 
     @staticmethod

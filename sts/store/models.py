@@ -146,6 +146,10 @@ class IssuedToken(Base):
     target: Mapped[str] = mapped_column(Uri)
     scope: Mapped[str] = mapped_column(Text)
     rule_id: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
+    #: The actor token the exchange was made with: our own token's ``jti``, or (for one from a
+    #: trusted issuer) that issuer; revoking either reaches this token (DESIGN §7).
+    actor_jti: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
+    actor_issuer: Mapped[str | None] = mapped_column(Uri, nullable=True, index=True)
     #: Actor client_ids (or external subs), outermost first, as in the token's ``act``.
     chain: Mapped[list[Any]] = mapped_column(default=list)
     depth: Mapped[int] = mapped_column(Integer, default=0)

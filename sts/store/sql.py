@@ -308,8 +308,9 @@ class SqlStore:
         return revoke(self.conn, "token", jti, now=now, admin=by, reason=reason).tokens
 
     def revoked_since(
-        self, cursor: tuple[int, str], now: int, limit: int
+        self, cursor: tuple[int, str], alive_at: int, limit: int
     ) -> list[tuple[int, str, int]]:
         rid, jti = cursor
-        rows = self.conn.execute(q.FEED, {"rid": rid, "jti": jti, "now": now, "limit": limit})
+        params = {"rid": rid, "jti": jti, "now": alive_at, "limit": limit}
+        rows = self.conn.execute(q.FEED, params)
         return [(int(r.revocation_id), r.jti, int(r.expires_at)) for r in rows]

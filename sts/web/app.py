@@ -58,7 +58,8 @@ def revocation_feed() -> Response:
             feed.authenticate_poller(rt.server, oauth_request, store)
         except (Denied, errors.StsError) as exc:
             return rt.server.refuse(store, oauth_request, exc, "feed.denied")
-        return feed.feed(store, oauth_request.now, request.args.get("since"))
+        since, grace = request.args.get("since"), rt.settings.verifier_leeway
+        return feed.feed(store, oauth_request.now, since, grace)
 
     status, body, headers = run_in_transaction(
         rt, handler, FEED_PATH, request.method, request.headers, [], g.request_id

@@ -13,7 +13,7 @@ refuses a malformed request), :meth:`AuthMethod.verify` proves it against the st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from jwt.exceptions import InvalidTokenError
@@ -40,15 +40,22 @@ class Authenticated:
     credential_id: str | None
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What a request says about its client, unverified: the client_id it names and the
+    method's own evidence (a secret, a parsed client assertion)."""
+
+    client_id: str | None
+    evidence: Any
+
+
 class AuthMethod(Protocol):
     name: str
 
-    def claim(self, request: OAuthRequest) -> str | None:
-        """The client_id the request names, unverified; refuses a malformed request."""
+    def claim(self, request: OAuthRequest) -> Claimed:
+        """Which client the request names, unverified; refuses a malformed request."""
 
-    def verify(
-        self, request: OAuthRequest, client_id: str | None, store: ClientStore
-    ) -> Authenticated:
+    def verify(self, request: OAuthRequest, claimed: Claimed, store: ClientStore) -> Authenticated:
         """Prove the claim, or raise ``invalid_client`` (or ``invalid_request``)."""
 
 
@@ -103,17 +110,10 @@ class _SecretMethod:
     def __init__(self, hasher: SecretHasher) -> None:
         self.hasher = hasher
 
-    def secret(self, request: OAuthRequest) -> str:
-        raise NotImplementedError
-
-    def verify(
-        self, request: OAuthRequest, client_id: str | None, store: ClientStore
-    ) -> Authenticated:
-        assert client_id is not None
-        client = store.client(client_id, request.now)
-        match = self.hasher.match(
-            self.secret(request), client.secrets() if client is not None else []
-        )
+    def verify(self, request: OAuthRequest, claimed: Claimed, store: ClientStore) -> Authenticated:
+        assert claimed.client_id is not None
+        client = store.client(claimed.client_id, request.now)
+        match = self.hasher.match(claimed.evidence, client.secrets() if client else [])
         if client is None:
             raise InvalidClient("unknown client")
         if match is None:
@@ -126,7 +126,7 @@ class _SecretMethod:
 class ClientSecretBasic(_SecretMethod):
     name = "client_secret_basic"
 
-    def claim(self, request: OAuthRequest) -> str | None:
+    def claim(self, request: OAuthRequest) -> Claimed:
         try:
             client_id, secret = extract_basic_authorization(request.headers)
         except ValueError:  # "Basic " with nothing after it, or credentials not UTF-8
@@ -136,23 +136,17 @@ class ClientSecretBasic(_SecretMethod):
         body_client_id = request.param("client_id")
         if body_client_id is not None and body_client_id != client_id:
             raise InvalidRequest("client_id in body differs from Basic credentials")
-        return str(client_id)
-
-    def secret(self, request: OAuthRequest) -> str:
-        return str(extract_basic_authorization(request.headers)[1])
+        return Claimed(str(client_id), str(secret))
 
 
 class ClientSecretPost(_SecretMethod):
     name = "client_secret_post"
 
-    def claim(self, request: OAuthRequest) -> str | None:
-        client_id = request.param("client_id")
-        if not client_id or not request.param("client_secret"):
+    def claim(self, request: OAuthRequest) -> Claimed:
+        client_id, secret = request.param("client_id"), request.param("client_secret")
+        if not client_id or not secret:
             raise InvalidClient("missing client_id or client_secret")
-        return client_id
-
-    def secret(self, request: OAuthRequest) -> str:
-        return request.param("client_secret") or ""
+        return Claimed(client_id, secret)
 
 
 class ClientAuthenticator:
@@ -171,8 +165,9 @@ class ClientAuthenticator:
         settings, attempted, done = self.settings, None, None
         try:
             method = self.methods[detect_auth_method(request)]
-            attempted = method.claim(request)
-            done = method.verify(request, attempted, store)
+            claimed = method.claim(request)
+            attempted = claimed.client_id
+            done = method.verify(request, claimed, store)
             # Checked after the credential, so a throttled client costs the same work (and
             # time) as any other and the answer is the same bytes: nothing tells an attacker
             # that the id exists or that it is throttled.

@@ -17,7 +17,7 @@ from sts.core.token_types import CLIENT_CREDENTIALS
 from sts.oauth.audit_facts import AuditFacts, Denied
 from sts.oauth.issuance import Provenance, issue
 from sts.oauth.rfc9068 import AccessToken, new_jti
-from sts.oauth.targets import resolve_target
+from sts.oauth.targets import named_target, resolve_target
 
 if TYPE_CHECKING:
     from sts.core.ports import Store
@@ -70,11 +70,13 @@ class ClientCredentialsGrant(StsGrant):
             self.GRANT_TYPE, server.authenticator, request, store, facts
         )
         client = auth.client
+        audiences, resources = request.params("audience"), request.params("resource")
+        facts = facts.but(target=named_target(audiences, resources))
         try:
             requested = parse_scope(request.param("scope"))
             if requested is not None and not requested <= client.scopes:
                 raise InvalidScope("requested scope exceeds the client's scopes")
-            target = resolve_target(store, request.params("audience"), request.params("resource"))
+            target = resolve_target(store, audiences, resources)
         except StsError as err:
             raise Denied(err, facts) from None
         jti = new_jti()

@@ -1,124 +1,56 @@
-"""RFC 7523 §2.2 / §3: ``private_key_jwt`` client authentication.
+"""RFC 7523 §2.2 / §3: ``private_key_jwt`` client authentication, on PyJWT.
 
-Authlib's :class:`JWTBearerClientAssertion` checks the assertion (signature, ``iss`` = ``sub``
-= client_id, ``aud`` = this server, ``exp``); Chain STS adds the key lookup from the
-registry, a size cap, and ``jti`` replay refusal that is atomic in the database (§3 item 7).
-Every failure becomes the same ``invalid_client`` answer.
+The assertion is parsed once (:mod:`sts.core.jws`); the client it names is looked up, its
+registered keys (inline JWKS or ``jwks_uri``) tried for the header's ``kid`` and ``alg``, and
+the key that verifies names the credential that signed. The claims are then held to §3:
+``iss`` = ``sub`` = the client, ``aud`` this server, ``exp`` present and not passed, ``iat``
+present, a ``jti`` refused if seen before (atomically, in the database), and a lifetime no
+longer than ``client_assertion_max_lifetime`` so a remembered ``jti`` never outlives minutes.
+Every failure becomes the same ``invalid_client`` answer; the precise reason goes to audit.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import jwt
-from authlib.oauth2.rfc6749 import InvalidClientError
-from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
-from joserfc import jwt as jose_jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from jwt.exceptions import InvalidTokenError
 
+from sts.core import jws
 from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
 from sts.core.errors import InvalidClient, InvalidRequest
 from sts.core.jwks import JwksCache, JwksUnavailable
-from sts.oauth.rfc6749.client_auth import Authenticated, claimed_client_id
+from sts.oauth.rfc6749.client_auth import Authenticated, Claimed
 
 if TYPE_CHECKING:
-    from sts.core.domain import Client
+    from sts.core.domain import Client, CredentialView
+    from sts.core.jws import ParsedJWS
     from sts.core.ports import ClientStore
     from sts.oauth.rfc6749.request import OAuthRequest
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: Largest NumericDate accepted (2^53: exact in every JSON implementation, and in BIGINT).
+MAX_NUMERIC_DATE = 2**53
+MAX_JTI_LENGTH = 255
 
 
-@lru_cache(maxsize=4096)
-def _key_set(jwks_json: str) -> KeySet:
-    """Parsed key sets, cached by content: a JWKS is parsed once, not per request."""
-    return KeySet.import_key_set(json.loads(jwks_json))
+def _refuse(reason: str) -> InvalidClient:
+    return InvalidClient(f"client assertion: {reason}")
 
 
-class _Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
-    """One per request, so that ``validate_jti`` reaches this request's store and clock."""
-
-    CLIENT_AUTH_METHOD = "private_key_jwt"
-
-    def __init__(
-        self,
-        audiences: list[str],
-        leeway: int,
-        jwks_cache: JwksCache,
-        store: ClientStore,
-        now: int,
-    ) -> None:
-        super().__init__(validate_jti=True, leeway=leeway)
-        self._audiences = audiences
-        self._jwks_cache = jwks_cache
-        self._store = store
-        self._now = now
-        self._exp = 0
-
-    def get_audiences(self) -> list[str]:
-        return self._audiences
-
-    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
-        """Verify the signature with the algorithms the metadata advertises, never HMAC or
-        ``none`` (RFC 8725 §3.1); Authlib's default would allow HS256 and no EdDSA or PS256."""
-        try:
-            token = jose_jwt.decode(
-                assertion, resolve_key, algorithms=list(ASYMMETRIC_JWS_ALGORITHMS)
-            )
-        except JoseError as exc:
-            raise InvalidClientError(description=exc.description) from None
-        self.verify_claims(token.claims)
-        return token.claims
-
-    def verify_claims(self, claims: Any) -> None:
-        """RFC 7523 §3 items 2-4 and 7, judged by the STS clock rather than the wall clock."""
-        exp = claims.get("exp")
-        # A NumericDate may carry a fraction (RFC 7519 §2): keep the jti past the latest second.
-        self._exp = math.ceil(exp) if isinstance(exp, int | float) and math.isfinite(exp) else 0
-        registry = jose_jwt.JWTClaimsRegistry(
-            now=self._now,
-            leeway=self.leeway,
-            iss={"essential": True},
-            sub={"essential": True},
-            aud={"essential": True, "values": self._audiences},
-            exp={"essential": True},
-        )
-        try:
-            registry.validate(claims)
-        except JoseError as exc:
-            raise InvalidClientError(description=exc.description) from None
-        if claims["sub"] != claims["iss"]:
-            raise InvalidClientError(description="Issuer and Subject MUST match.")
-        if "jti" not in claims:
-            raise InvalidClientError(description="Missing JWT ID.")
-        if not self.validate_jti(claims, claims["jti"]):
-            raise InvalidClientError(description="JWT ID is used before.")
-
-    def validate_jti(self, claims: Any, jti: Any) -> bool:
-        if not isinstance(jti, str) or not jti or len(jti) > 255:
-            return False
-        # Kept until the assertion can no longer pass the exp check, leeway included.
-        keep_until = self._exp + self.leeway
-        return self._store.remember_assertion(claims["sub"], jti, keep_until, self._now)
-
-    def resolve_client_public_key(self, client: Client) -> KeySet:
-        keys: list[dict[str, Any]] = []
-        for cred in client.key_credentials():
-            if cred.jwks is not None:
-                keys.extend(cred.jwks.get("keys", []))
-            elif cred.jwks_uri is not None:
-                try:
-                    keys.extend(self._jwks_cache.get(cred.jwks_uri).get("keys", []))
-                except JwksUnavailable as exc:
-                    raise InvalidClient(f"client jwks_uri unavailable: {exc}") from None
-        try:
-            return _key_set(json.dumps({"keys": keys}, sort_keys=True))
-        except (JoseError, ValueError, TypeError, KeyError):
-            raise InvalidClient("client JWKS unusable") from None
+def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
+    """RFC 7519 §2: a NumericDate, possibly with a fraction; anything else is refused."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_NUMERIC_DATE
+    ):
+        raise _refuse(f"{name} is not a valid NumericDate")
+    return float(value)
 
 
 class PrivateKeyJwt:
@@ -127,14 +59,20 @@ class PrivateKeyJwt:
     name = "private_key_jwt"
 
     def __init__(
-        self, audiences: list[str], leeway: int, max_bytes: int, jwks_cache: JwksCache
+        self,
+        audiences: list[str],
+        leeway: int,
+        max_bytes: int,
+        max_lifetime: int,
+        jwks_cache: JwksCache,
     ) -> None:
-        self.audiences = audiences
+        self.audiences = frozenset(audiences)
         self.leeway = leeway
         self.max_bytes = max_bytes
+        self.max_lifetime = max_lifetime
         self.jwks_cache = jwks_cache
 
-    def claim(self, request: OAuthRequest) -> str | None:
+    def claim(self, request: OAuthRequest) -> Claimed:
         if request.param("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidRequest("unsupported client_assertion_type")
         assertion = request.param("client_assertion") or ""
@@ -142,46 +80,87 @@ class PrivateKeyJwt:
             raise InvalidRequest("missing client_assertion")
         if len(assertion) > self.max_bytes:
             raise InvalidRequest("client_assertion too large", "Parameter too large.")
-        return claimed_client_id(request, self.max_bytes)
-
-    def verify(
-        self, request: OAuthRequest, client_id: str | None, store: ClientStore
-    ) -> Authenticated:
-        assertion = request.param("client_assertion") or ""
-        verifier = _Assertion(self.audiences, self.leeway, self.jwks_cache, store, request.now)
         try:
-            client: Client | None = verifier(lambda cid: store.client(cid, request.now), request)
-        except InvalidClient:
-            raise
-        except InvalidClientError as exc:
-            raise InvalidClient(f"client assertion: {exc.description}") from None
+            parsed = jws.parse(assertion)
+        except InvalidTokenError:
+            return Claimed(None, None)
+        sub = parsed.claims.get("sub")
+        return Claimed(sub if isinstance(sub, str) else None, parsed)
+
+    def verify(self, request: OAuthRequest, claimed: Claimed, store: ClientStore) -> Authenticated:
+        parsed: ParsedJWS | None = claimed.evidence
+        if parsed is None:
+            raise _refuse("not a JWT")
+        alg = parsed.header.get("alg")
+        if alg not in ASYMMETRIC_JWS_ALGORITHMS:
+            raise _refuse(f"algorithm {str(alg)[:16]!r} not allowed")
+        claims = parsed.claims
+        if claimed.client_id is None or claims.get("iss") != claimed.client_id:
+            raise _refuse("Issuer and Subject MUST match.")
+        client = store.client(claimed.client_id, request.now)
         if client is None:
-            raise InvalidClient("client assertion not verified")
+            raise InvalidClient("unknown client")
+        credential_id = self._verify_signature(client, parsed, str(alg))
+        self._check_claims(claims, request.now)
+        jti = claims["jti"]
+        # Kept until the assertion can no longer pass the exp check, leeway included.
+        keep_until = math.ceil(claims["exp"]) + self.leeway
+        if not store.remember_assertion(client.client_id, jti, keep_until, request.now):
+            raise _refuse("JWT ID is used before.")
         body_client_id = request.param("client_id")
         if body_client_id is not None and body_client_id != client.client_id:
             raise InvalidRequest("client_id differs from the client assertion")
         if not client.active:
             raise InvalidClient("client disabled")
-        return Authenticated(client, _credential_for(client, assertion, self.jwks_cache))
+        return Authenticated(client, credential_id)
 
-
-def _credential_for(client: Client, assertion: str, jwks_cache: JwksCache) -> str:
-    """The key credential holding the key that signed (the signature is already verified),
-    so lineage records it and revoking that credential reaches the tokens obtained with it.
-    With several key credentials the assertion must name its key by ``kid``."""
-    creds = client.key_credentials()
-    if len(creds) == 1:
-        return creds[0].id
-    kid = jwt.get_unverified_header(assertion).get("kid")
-    for cred in creds:
-        if cred.jwks is not None:
-            keys = cred.jwks.get("keys", [])
+    def _keys(self, credential: CredentialView) -> list[dict[str, Any]]:
+        if credential.jwks is not None:
+            keys = credential.jwks.get("keys", [])
         else:
-            assert cred.jwks_uri is not None
-            try:  # fetched (and cached) a moment ago to verify the signature
-                keys = jwks_cache.get(cred.jwks_uri).get("keys", [])
-            except JwksUnavailable:
-                keys = []
-        if kid is not None and any(k.get("kid") == kid for k in keys):
-            return cred.id
-    raise InvalidClient("cannot tell which credential signed the assertion (no matching kid)")
+            assert credential.jwks_uri is not None
+            try:
+                keys = self.jwks_cache.get(credential.jwks_uri).get("keys", [])
+            except JwksUnavailable as exc:
+                raise InvalidClient(f"client jwks_uri unavailable: {exc}") from None
+        return [k for k in keys if isinstance(k, dict)]
+
+    def _verify_signature(self, client: Client, parsed: ParsedJWS, alg: str) -> str:
+        """The id of the key credential whose key verifies the signature, so lineage records
+        it and revoking that credential reaches the tokens obtained with it. A ``kid`` names
+        the key; without one, each of the client's keys is tried."""
+        kid = parsed.header.get("kid")
+        for credential in client.key_credentials():
+            for jwk in self._keys(credential):
+                if kid is not None and jwk.get("kid") != kid:
+                    continue
+                try:
+                    parsed.verify(jws.public_key(jwk, alg), alg)
+                except InvalidTokenError:
+                    continue
+                return credential.id
+        raise _refuse("signature verification failed")
+
+    def _check_claims(self, claims: dict[str, Any], now: int) -> None:
+        """RFC 7523 §3 items 3-7, judged by the STS clock."""
+        exp, iat = _numeric_date(claims, "exp"), _numeric_date(claims, "iat")
+        nbf = _numeric_date(claims, "nbf")
+        if exp is None:
+            raise _refuse("Missing exp.")
+        if iat is None:
+            raise _refuse("Missing iat.")
+        aud = claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if not self.audiences & {a for a in auds if isinstance(a, str)}:
+            raise _refuse("audience is not this server")
+        if now >= exp + self.leeway:
+            raise _refuse("The token is expired.")
+        if nbf is not None and nbf > now + self.leeway:
+            raise _refuse("The token is not valid yet.")
+        if iat > now + self.leeway:
+            raise _refuse("iat is in the future.")
+        if exp - iat > self.max_lifetime or exp > now + self.max_lifetime + self.leeway:
+            raise _refuse(f"lifetime longer than {self.max_lifetime} s")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+            raise _refuse("Missing JWT ID.")

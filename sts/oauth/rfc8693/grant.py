@@ -18,6 +18,7 @@ from sts.oauth.issuance import Provenance, issue
 from sts.oauth.rfc6749.grants import StsGrant, authenticate_for_grant
 from sts.oauth.rfc8693 import steps
 from sts.oauth.rfc9068 import AccessToken, new_jti
+from sts.oauth.targets import named_target
 
 if TYPE_CHECKING:
     from sts.core.keys import KeyStore
@@ -64,9 +65,14 @@ class TokenExchange:
                 parent_jti=subject.jti if subject.own else None,
                 txn=subject.txn,
                 chain=subject.chain.subs(),
+                target=named_target(params.audiences, params.resources),
             )
+            steps.check_token_type(subject, params.subject_token_type, "subject")
             steps.bind_audience(subject, client, settings, "subject")
-            actor, actor_exp = steps.resolve_actor(self.validator, inp, client, subject, store, now)
+            actor, actor_token = steps.resolve_actor(
+                self.validator, inp, client, subject, store, now
+            )
+            actor_exp = actor_token.exp if actor_token else None
             target = steps.next_hop(store, params, client)
             facts = facts.but(target=target.client_id)
             rules = steps.reaching_rules(store, client, target, now)
@@ -96,6 +102,8 @@ class TokenExchange:
             subject_issuer=subject.subject_issuer,
             rule_id=decision.rule.id,
             chain=chain.subs(),
+            actor_jti=actor_token.jti if actor_token and actor_token.own else None,
+            actor_issuer=actor_token.issuer if actor_token and not actor_token.own else None,
         )
         return issue(
             token,

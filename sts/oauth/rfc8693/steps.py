@@ -19,9 +19,11 @@ from sts.core.domain import Client, Target
 from sts.core.errors import InvalidRequest, InvalidTarget
 from sts.core.policy import Decision, Subject, decide
 from sts.core.ports import ExchangeHints
+from sts.core.token_types import ID_TOKEN_TYPE
 from sts.oauth.rfc6749.client_auth import claimed_client_id
 from sts.oauth.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.oauth.targets import resolve_target
+from sts.oauth.validation import AT_JWT_TYPES
 
 if TYPE_CHECKING:
     from sts.core.jws import ParsedJWS
@@ -78,15 +80,35 @@ def parse(request: OAuthRequest, settings: Settings) -> ExchangeInput:
     return ExchangeInput(params, subject, actor, hints)
 
 
-def bind_audience(token: ValidatedToken, client: Client, settings: Settings, role: str) -> None:
-    """DESIGN §5.3: only the token's audience may exchange it (or anyone, if the audience
-    is this STS itself)."""
-    accepted = {client.client_id, client.sub, settings.issuer, settings.token_endpoint}
-    if not accepted & set(token.aud):
+def check_token_type(token: ValidatedToken, declared: str, role: str) -> None:
+    """RFC 8693 §2.1: the token is validated as the type the request indicates. This STS's
+    tokens are access tokens (``access_token`` or the generic ``jwt``), never ID tokens; an
+    ``id_token`` is only ever a trusted issuer's ID token, not its access token."""
+    if declared != ID_TOKEN_TYPE:
+        return
+    if token.own or token.typ in AT_JWT_TYPES:
         raise InvalidRequest(
-            f"{role} token is not addressed to this client",
-            f"The {role} token is not addressed to this client.",
+            f"{role} token: an access token declared as id_token",
+            f"The {role} token is invalid.",
         )
+
+
+def bind_audience(token: ValidatedToken, client: Client, settings: Settings, role: str) -> None:
+    """DESIGN §5.3: only the token's audience may exchange it. A token addressed to the STS
+    itself is good for exchange by anyone only when a trusted issuer minted it; one of this
+    STS's own can only be exchanged by the client it was issued to (its ``client_id``):
+    whoever else obtains it holds nothing."""
+    audience = set(token.aud)
+    if audience & {client.client_id, client.sub}:
+        return
+    if audience & {settings.issuer, settings.token_endpoint} and (
+        not token.own or token.claims.get("client_id") == client.client_id
+    ):
+        return
+    raise InvalidRequest(
+        f"{role} token is not addressed to this client",
+        f"The {role} token is not addressed to this client.",
+    )
 
 
 def resolve_actor(
@@ -96,11 +118,12 @@ def resolve_actor(
     subject: ValidatedToken,
     store: Store,
     now: int,
-) -> tuple[Actor, int | None]:
+) -> tuple[Actor, ValidatedToken | None]:
     """DESIGN §5.4: the actor is the authenticated client; an actor token must prove it.
-    Returns the actor and the actor token's ``exp`` (which caps the new token's)."""
+    Returns the actor and the actor token (whose ``exp`` caps the new token's, and which the
+    lineage records so that revoking it reaches what it helped mint)."""
     settings = validator.settings
-    actor, actor_exp = Actor(client.sub), None
+    actor, token = Actor(client.sub), None
     if inp.params.actor_token is not None:
         token = validator.validate(inp.params.actor_token, "actor", store, now, inp.actor)
         if token.sub != client.sub:
@@ -113,7 +136,6 @@ def resolve_actor(
                 "actor token carries a delegation chain", "The actor token must not carry act."
             )
         bind_audience(token, client, settings, "actor")
-        actor_exp = token.exp
         if not token.own:
             actor = Actor(client.sub, token.issuer)
     if subject.may_act is not None:
@@ -123,7 +145,7 @@ def resolve_actor(
             raise InvalidRequest(
                 "actor does not match may_act", "The actor is not allowed by may_act."
             )
-    return actor, actor_exp
+    return actor, token
 
 
 def next_hop(store: TargetStore, params: ExchangeParams, client: Client) -> Target:
