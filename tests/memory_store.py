@@ -38,6 +38,7 @@ class MemoryStore:
     revoked: dict[str, int] = field(default_factory=dict)  # jti -> revocation id
     events: list[AuditRecord] = field(default_factory=list)
     assertions: set[tuple[str, str]] = field(default_factory=set)
+    failures: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     #: What the pipeline announced, in order.
     expected: list[ExchangeHints] = field(default_factory=list)
 
@@ -56,16 +57,21 @@ class MemoryStore:
     def expect(self, hints: ExchangeHints, now: int) -> None:
         self.expected.append(hints)
 
-    def client(self, client_id: str, now: int) -> Client | None:
-        return self.clients.get(client_id)
-
-    def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
+    def client(self, client_id: str, now: int, source: str = "") -> Client | None:
         found = self.clients.get(client_id)
-        if found is not None:
-            self.clients[client_id] = replace(found, failures=found.failures + 1)
+        if found is None:
+            return None
+        failures, since = self.failures.get((client_id, source), (0, 0))
+        return replace(found, failures=failures, failures_since=since)
 
-    def clear_auth_failures(self, client_id: str) -> None:
-        self.clients[client_id] = replace(self.clients[client_id], failures=0)
+    def record_auth_failure(self, client_id: str, source: str, now: int, window: int) -> None:
+        if client_id in self.clients:
+            failures, since = self.failures.get((client_id, source), (0, now))
+            fresh = since < now - window
+            self.failures[(client_id, source)] = (1, now) if fresh else (failures + 1, since)
+
+    def clear_auth_failures(self, client_id: str, source: str) -> None:
+        self.failures.pop((client_id, source), None)
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         if (client_id, jti) in self.assertions:

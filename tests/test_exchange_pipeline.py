@@ -187,7 +187,7 @@ def test_pipeline_when_the_secret_is_wrong_then_the_attempted_client_is_recorded
         "wrong client secret",
         None,
     )
-    assert world.store.clients["web"].failures == 1
+    assert world.store.failures[("web", "")][0] == 1
 
 
 def test_pipeline_when_an_ancestor_is_revoked_then_the_next_hop_is_refused(world: World) -> None:

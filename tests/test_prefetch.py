@@ -71,7 +71,7 @@ def test_prefetch_when_a_write_follows_then_rows_are_read_again(world: World) ->
         store.prefetch(client_id="web", issuer=None, target=None, rules=False, now=now)
         client = store.client("web", now)
         assert client is not None and client.failures == 0
-        store.record_auth_failure("web", now, 300)
+        store.record_auth_failure("web", "", now, 300)
         again = store.client("web", now)
         assert again is not None and again.failures == 1
 

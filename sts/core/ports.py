@@ -124,18 +124,22 @@ class ExchangeHints:
     target: str | None = None
     #: This STS's own tokens (subject, actor) whose lineages will be walked.
     own_jtis: tuple[str, ...] = ()
+    #: The address the request came from (its failed authentications are counted apart).
+    source: str = ""
 
 
 class ClientStore(Protocol):
     """Clients as the token endpoint authenticates them (DESIGN §5.1)."""
 
-    def client(self, client_id: str, now: int) -> Client | None:
-        """The NHI with its credentials live at ``now``, or ``None``."""
+    def client(self, client_id: str, now: int, source: str = "") -> Client | None:
+        """The NHI with its credentials live at ``now``, or ``None``; its failed
+        authentications are those from ``source`` (the address the request came from)."""
 
-    def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
-        """Count a failed authentication of a registered client in the current window."""
+    def record_auth_failure(self, client_id: str, source: str, now: int, window: int) -> None:
+        """Count a failed authentication of a registered client from a source in the
+        current window."""
 
-    def clear_auth_failures(self, client_id: str) -> None: ...
+    def clear_auth_failures(self, client_id: str, source: str) -> None: ...
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was

@@ -12,6 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,6 +71,9 @@ class Settings:
     auth_failure_limit: int = 10
     #: The brute-force window, seconds: a throttled client may try again when it ends.
     auth_failure_window: int = 300
+    #: Proxies whose ``X-Forwarded-For`` is believed, comma-separated addresses or networks
+    #: (``10.0.0.0/8, 192.0.2.7``); a request's source is then the last address before them.
+    trusted_proxies: str = ""
     #: How long lineage rows are kept after their token expired (``sts gc``), days.
     lineage_retention_days: int = 30
     #: Largest accepted request body, bytes.
@@ -94,6 +98,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    def proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``trusted_proxies`` parsed (raises ``ValueError`` when malformed)."""
+        parts = (p.strip() for p in self.trusted_proxies.split(","))
+        return tuple(ip_network(p, strict=False) for p in parts if p)
 
     @property
     def token_endpoint(self) -> str:
@@ -149,6 +158,12 @@ class Settings:
             raise SettingsError("STS_JWKS_FETCH_TIMEOUT must be a positive number of seconds")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("STS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        try:
+            self.proxy_networks()
+        except ValueError:
+            raise SettingsError(
+                "STS_TRUSTED_PROXIES must be comma-separated IP addresses or networks"
+            ) from None
         if self.demo_registry and self.is_production:
             raise SettingsError("STS_DEMO_REGISTRY is for development only")
         return self

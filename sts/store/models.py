@@ -210,11 +210,13 @@ class ClientAssertionJti(Base):
 
 
 class AuthFailure(Base):
-    """Failed client authentications per registered client in the current window, shared by
-    every STS process so throttling holds across replicas (brute-force protection)."""
+    """Failed client authentications per registered client and source (the address the
+    request came from) in the current window, shared by every STS process so throttling holds
+    across replicas, and never locks a client out from a source that has not failed."""
 
     __tablename__ = "auth_failure"
 
     client_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger)
     failures: Mapped[int] = mapped_column(Integer)

@@ -89,6 +89,7 @@ class SqlStore:
             target=hints.target,
             rules=not lineage,
             now=now,
+            source=hints.source,
         )
 
     def prefetch(
@@ -99,6 +100,7 @@ class SqlStore:
         target: str | None,
         rules: bool,
         now: int,
+        source: str = "",
     ) -> None:
         if self._sql.prefetch is None or not (client_id or issuer or target):
             return
@@ -109,6 +111,7 @@ class SqlStore:
             "rules_actor": client_id if rules else None,
             "rules_target": target if rules else None,
             "now": now,
+            "source": source,
         }
         found = self._run(self._sql.prefetch, params)
         if not found:  # a value PostgreSQL cannot hold: the single lookups will answer
@@ -120,7 +123,7 @@ class SqlStore:
 
         clients, targets = objects(row.client), objects(row.target)
         if client_id:
-            self._ahead[("client", client_id)] = clients
+            self._ahead[("client", client_id, source)] = clients
         if issuer:
             self._ahead[("issuer", issuer)] = objects(row.issuer)
         if target:
@@ -138,8 +141,12 @@ class SqlStore:
         for jti, rows in walked.items():
             self._ahead[("lineage", jti)] = rows
 
-    def client(self, client_id: str, now: int) -> Client | None:
-        rows = self._lookup(("client", client_id), self._sql.client, {"client_id": client_id})
+    def client(self, client_id: str, now: int, source: str = "") -> Client | None:
+        rows = self._lookup(
+            ("client", client_id, source),
+            self._sql.client,
+            {"client_id": client_id, "source": source},
+        )
         if not rows:
             return None
         first = rows[0]
@@ -162,16 +169,15 @@ class SqlStore:
             first.window_start or 0,
         )
 
-    def record_auth_failure(self, client_id: str, now: int, window: int) -> None:
-        """Count a failed authentication of a registered client (unknown ids are not stored:
-        they cannot be broken into, and storing them would let anyone fill the table)."""
-        self._write_client(
-            self._sql.auth_failure,
-            {"client_id": client_id, "now": now, "window_start_limit": now - window},
-        )
+    def record_auth_failure(self, client_id: str, source: str, now: int, window: int) -> None:
+        """Count a failed authentication of a registered client from a source (unknown ids
+        are not stored: they cannot be broken into, and storing them would let anyone fill
+        the table)."""
+        params = {"client_id": client_id, "source": source, "now": now}
+        self._write_client(self._sql.auth_failure, {**params, "window_start_limit": now - window})
 
-    def clear_auth_failures(self, client_id: str) -> None:
-        self._write_client(q.CLEAR_FAILURES, {"client_id": client_id})
+    def clear_auth_failures(self, client_id: str, source: str) -> None:
+        self._write_client(q.CLEAR_FAILURES, {"client_id": client_id, "source": source})
 
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at, "now": now}

@@ -122,7 +122,10 @@ def statements_for(dialect: str) -> Statements:
             AuthFailure.window_start,
         )
         .outerjoin(Credential, and_(Credential.nhi_id == Nhi.id, Credential.status == "active"))
-        .outerjoin(AuthFailure, AuthFailure.client_id == Nhi.client_id)
+        .outerjoin(
+            AuthFailure,
+            and_(AuthFailure.client_id == Nhi.client_id, AuthFailure.source == bindparam("source")),
+        )
         .where(Nhi.client_id == bindparam("client_id"))
     )
     root = select(IssuedToken.txn).where(IssuedToken.jti == bindparam("jti")).scalar_subquery()
@@ -130,13 +133,13 @@ def statements_for(dialect: str) -> Statements:
     upsert = dialect_insert(ClientAssertionJti)
     fresh = AuthFailure.window_start < bindparam("window_start_limit")
     failure = dialect_insert(AuthFailure).from_select(
-        ["client_id", "window_start", "failures"],
-        select(Nhi.client_id, bindparam("now"), literal(1)).where(
+        ["client_id", "source", "window_start", "failures"],
+        select(Nhi.client_id, bindparam("source"), bindparam("now"), literal(1)).where(
             Nhi.client_id == bindparam("client_id")
         ),
     )
     failure = failure.on_conflict_do_update(
-        index_elements=[AuthFailure.client_id],
+        index_elements=[AuthFailure.client_id, AuthFailure.source],
         set_={
             "failures": case((fresh, 1), else_=AuthFailure.failures + 1),
             "window_start": case((fresh, bindparam("now")), else_=AuthFailure.window_start),
@@ -209,7 +212,9 @@ TARGET_BY_RESOURCE = (
     .join(NhiResource, NhiResource.nhi_id == Nhi.id)
     .where(NhiResource.uri == bindparam("uri"))
 )
-CLEAR_FAILURES = delete(AuthFailure).where(AuthFailure.client_id == bindparam("client_id"))
+CLEAR_FAILURES = delete(AuthFailure).where(
+    AuthFailure.client_id == bindparam("client_id"), AuthFailure.source == bindparam("source")
+)
 INSERT_TOKEN = insert(IssuedToken)
 INSERT_AUDIT = insert(AuditEvent)
 

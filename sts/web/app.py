@@ -31,6 +31,7 @@ from sts.oauth.rfc8414 import (
 from sts.runtime import Runtime, build_runtime, schema_ready
 from sts.store.db import is_unavailable
 from sts.web.forms import FormEndpoints, failure, request_id, run_in_transaction
+from sts.web.source import request_source
 
 
 def runtime() -> Runtime:
@@ -61,8 +62,9 @@ def revocation_feed() -> Response:
         since, grace = request.args.get("since"), rt.settings.verifier_leeway
         return feed.feed(store, oauth_request.now, since, grace)
 
+    source = request_source(request.environ, rt.settings.proxy_networks())
     status, body, headers = run_in_transaction(
-        rt, handler, FEED_PATH, request.method, request.headers, [], g.request_id
+        rt, handler, FEED_PATH, request.method, request.headers, [], g.request_id, source
     )
     return _json(body, status, headers)
 

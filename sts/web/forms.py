@@ -28,6 +28,7 @@ from sts.oauth.rfc6749 import OAuthRequest
 from sts.oauth.rfc6749.request import check_parameter_lengths
 from sts.store.db import is_unavailable
 from sts.store.sql import SqlStore
+from sts.web.source import request_source
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -94,11 +95,18 @@ def run_in_transaction(
     headers: Mapping[str, str] | Any,
     pairs: list[tuple[str, str]],
     rid: str,
+    source: str,
 ) -> Response:
     """Run a protocol endpoint in one transaction; return only after it has committed, so
     the lineage and audit rows exist before any token leaves."""
     oauth_request = OAuthRequest(
-        method, rt.settings.issuer.rstrip("/") + path, headers, pairs, rt.clock.now(), rid
+        method,
+        rt.settings.issuer.rstrip("/") + path,
+        headers,
+        pairs,
+        rt.clock.now(),
+        rid,
+        source,
     )
     with rt.engine.begin() as conn:
         return handler(oauth_request, SqlStore(conn))
@@ -136,6 +144,7 @@ class FormEndpoints:
         self.app = app
         self.rt = rt
         self.endpoints = endpoints
+        self.proxies = rt.settings.proxy_networks()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -155,8 +164,9 @@ class FormEndpoints:
                 )
             pairs = read_form(environ, self.rt.settings.max_request_bytes)
             check_parameter_lengths(pairs)  # before the transaction: no work, no write
+            source = request_source(environ, self.proxies)
             status, body, headers = run_in_transaction(
-                self.rt, handler, path, method, EnvironHeaders(environ), pairs, rid
+                self.rt, handler, path, method, EnvironHeaders(environ), pairs, rid, source
             )
         except Exception as exc:
             status, body, headers = failure(self.rt, exc, path, rid).response()

@@ -112,7 +112,7 @@ class _SecretMethod:
 
     def verify(self, request: OAuthRequest, claimed: Claimed, store: ClientStore) -> Authenticated:
         assert claimed.client_id is not None
-        client = store.client(claimed.client_id, request.now)
+        client = store.client(claimed.client_id, request.now, request.source)
         match = self.hasher.match(claimed.evidence, client.secrets() if client else [])
         if client is None:
             raise InvalidClient("unknown client")
@@ -177,9 +177,21 @@ class ClientAuthenticator:
                 raise InvalidClient("throttled: too many failed authentications")
         except StsError as err:
             if err.error == "invalid_client" and attempted:
-                store.record_auth_failure(attempted, request.now, settings.auth_failure_window)
+                self._count_failure(request, store, method.name, attempted)
             credential_id = done.credential_id if done is not None else None
             raise Denied(err, facts.but(client_id=attempted, credential_id=credential_id)) from None
         if done.client.failures:
-            store.clear_auth_failures(done.client.client_id)
+            store.clear_auth_failures(done.client.client_id, request.source)
         return done
+
+    def _count_failure(
+        self, request: OAuthRequest, store: ClientStore, method: str, client_id: str
+    ) -> None:
+        """A failure counts against the client only from the source it came from, and only
+        for a method the client really has: a stranger guessing secrets for a client that
+        authenticates by key, or failing from their own address, locks out nobody."""
+        client = store.client(client_id, request.now, request.source)
+        if client is not None and client.check_endpoint_auth_method(method, "token"):
+            store.record_auth_failure(
+                client_id, request.source, request.now, self.settings.auth_failure_window
+            )

@@ -78,6 +78,7 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         form: Iterable[tuple[str, str]],
         now: int,
         request_id: str = "",
+        source: str = "",
     ) -> None:
         # Authlib's constructor insists on https; transport security is the deployment's
         # business (TLS terminates in front of the STS), so set the same fields directly.
@@ -95,6 +96,8 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         self._scope = None
         self.now = now
         self.request_id = request_id
+        #: The address the request came from (brute-force throttling counts per source).
+        self.source = source
 
     @property
     def form(self) -> dict[str, str]:

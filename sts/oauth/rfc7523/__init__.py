@@ -97,7 +97,7 @@ class PrivateKeyJwt:
         claims = parsed.claims
         if claimed.client_id is None or claims.get("iss") != claimed.client_id:
             raise _refuse("Issuer and Subject MUST match.")
-        client = store.client(claimed.client_id, request.now)
+        client = store.client(claimed.client_id, request.now, request.source)
         if client is None:
             raise InvalidClient("unknown client")
         credential_id = self._verify_signature(client, parsed, str(alg))

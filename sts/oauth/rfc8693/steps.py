@@ -76,6 +76,7 @@ def parse(request: OAuthRequest, settings: Settings) -> ExchangeInput:
         issuer=issuer,
         target=params.audiences[0] if single else None,
         own_jtis=tuple(own),
+        source=request.source,
     )
     return ExchangeInput(params, subject, actor, hints)
 
