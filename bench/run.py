@@ -522,6 +522,8 @@ def main() -> None:
         "STS_DATABASE_URL": url,
         "STS_KEYS_DIR": str(keys_dir),
         "STS_LOG_LEVEL": "WARNING",
+        # wrk replays bodies prepared up front: the client assertions must outlive the run.
+        "STS_CLIENT_ASSERTION_MAX_LIFETIME": "3600",
     }
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count()},
