@@ -73,7 +73,7 @@ def test_admin_bootstrap_when_admin_tries_token_exchange_then_unauthorized_clien
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("ops", "error (conflict): an NHI with this name or sub already exists\n"),
+        ("ops", "error (conflict): an NHI named 'ops' already exists\n"),
         (
             "bad name",
             "error (invalid): name must be 1-128 letters, digits, '.', '_' or '-', "

@@ -96,8 +96,13 @@ def test_create_nhi_when_sub_taken_by_another_then_409_naming_sub(admin):
     assert resp.get_json() == error(
         409,
         "nhi_conflict",
-        "An NHI with this name or sub already exists.",
-        fields=[{"field": "sub", "message": "an NHI with this name or sub already exists"}],
+        "Sub 'spiffe://example.test/web' is already the sub of NHI 'web'.",
+        fields=[
+            {
+                "field": "sub",
+                "message": "sub 'spiffe://example.test/web' is already the sub of NHI 'web'",
+            }
+        ],
     )
 
 

@@ -296,7 +296,7 @@ def test_nhi_create_when_jwks_holds_private_key_then_refused(cli: Cli) -> None:
 def test_nhi_create_when_duplicate_name_then_exit_2_with_message(cli: Cli) -> None:
     create(cli)
     result = cli.run("nhi", "create", "web", "--kind", "service", code=2)
-    assert result.stderr == "error (conflict): an NHI with this name or sub already exists\n"
+    assert result.stderr == "error (conflict): an NHI named 'web' already exists\n"
     assert result.stdout == ""
     assert cli.json("nhi", "list")["total"] == 1
 

@@ -14,7 +14,7 @@ def test_resource_when_it_is_another_nhis_sub_then_conflict(make_nhi):
         make_nhi("shadow", resources=["https://data.example.test/api"])
     assert (err.value.code, err.value.message) == (
         "conflict",
-        "a resource URI is another NHI's sub",
+        "resource URI 'https://data.example.test/api' is already the sub of NHI 'data'",
     )
 
 
@@ -24,7 +24,7 @@ def test_sub_when_it_is_another_nhis_resource_then_conflict(make_nhi):
         make_nhi("shadow", sub="https://data.example.test/api")
     assert (err.value.code, err.value.message) == (
         "conflict",
-        "this sub is another NHI's resource URI",
+        "sub 'https://data.example.test/api' is already a resource URI of NHI 'data'",
     )
 
 

@@ -1,7 +1,7 @@
 """Non-human identities (DESIGN §3): register, look up, list, disable and enable.
 
 An NHI is client, actor and target at once, so its names share one namespace: no NHI's
-``sub`` or resource URI may name another NHI.
+``client_id``, ``sub`` or resource URI may name another NHI.
 """
 
 from __future__ import annotations
@@ -142,24 +142,34 @@ def _nhi_spec(
     )
 
 
+#: How another NHI may hold a name, in a refusal's words, in the order refusals name them.
+_HELD_AS = {"client_id": "the client_id", "sub": "the sub", "resource": "a resource URI"}
+
+
 def _check_names_free(store: AdminStore, spec: _NhiSpec) -> None:
-    """One namespace: the name, the sub and the resource URIs name no other NHI."""
-    holder = store.nhis.holder_of(spec.name, spec.sub)
-    if holder is not None:
-        field_ = "name" if holder == spec.name else "sub"
-        raise Conflict("an NHI with this name or sub already exists", field_, what="nhi")
-    # A resource URI and an NHI's sub both name a target: neither may name another NHI's.
-    if store.nhis.is_resource(spec.sub):
-        raise Conflict("this sub is another NHI's resource URI", "sub", what="nhi")
-    if spec.resources and store.nhis.any_sub_in(spec.resources):
-        raise Conflict("a resource URI is another NHI's sub", "resources", what="nhi")
-    if spec.resources and store.nhis.any_resource_in(spec.resources):
-        raise Conflict("a resource URI is already registered", "resources", what="nhi")
+    """One namespace (DESIGN §3): a name in ``aud``, ``sub`` or an ``act`` level always means
+    one NHI, so none of the new NHI's names (its ``client_id``, its ``sub``, its resource
+    URIs) may be another NHI's ``client_id``, ``sub`` or resource URI. The refusal names the
+    field at fault and the NHI already holding that name."""
+    names = [("name", "name", spec.name), ("sub", "sub", spec.sub)]
+    names += [("resources", "resource URI", uri) for uri in spec.resources]
+    holders = store.nhis.name_holders(value for _, _, value in names)
+    order = list(_HELD_AS)
+    holders.sort(key=lambda h: (order.index(h.held_as), h.client_id))
+    for field_, words, value in names:
+        holder = next((h for h in holders if h.name == value), None)
+        if holder is None:
+            continue
+        if field_ == "name" and holder.held_as == "client_id":
+            raise Conflict(f"an NHI named {value!r} already exists", field_, what="nhi")
+        held_as, nhi = _HELD_AS[holder.held_as], holder.client_id
+        raise Conflict(f"{words} {value!r} is already {held_as} of NHI {nhi!r}", field_, what="nhi")
 
 
 def _insert_nhi(
     store: AdminStore, hasher: SecretHasher, spec: _NhiSpec, now: int, admin: str
 ) -> tuple[NhiView, str | None]:
+    store.nhis.serialize_names()
     _check_names_free(store, spec)
     nhi_id = store.nhis.insert(
         client_id=spec.name,
@@ -258,6 +268,8 @@ def ensure_nhi(
         jwks=jwks,
         jwks_uri=jwks_uri,
     )
+    # Before the lookup: a registration of this name in flight is seen once it commits.
+    store.nhis.serialize_names()
     nhi = store.nhis.find(name)
     if nhi is None:
         view, secret = _insert_nhi(store, hasher, spec, now, admin)

@@ -16,6 +16,9 @@ from sqlalchemy.engine import Connection
 
 from sts.store.models import Credential, Nhi, NhiResource
 
+#: The PostgreSQL advisory lock that serialises NHI registrations (see ``serialize_names``).
+NAMESPACE_LOCK = 8_626_018
+
 
 @dataclass(frozen=True)
 class NhiRecord:
@@ -29,6 +32,15 @@ class NhiRecord:
     scopes: str
     grants: list[str]
     created_at: int
+
+
+@dataclass(frozen=True)
+class NameHolder:
+    """An NHI holding ``name`` as its ``client_id``, its ``sub`` or a ``resource`` URI."""
+
+    name: str
+    held_as: str  # client_id | sub | resource
+    client_id: str
 
 
 @dataclass(frozen=True)
@@ -83,24 +95,37 @@ class NhiRepository:
         ).scalars()
         return list(uris)
 
-    def holder_of(self, client_id: str, sub: str) -> str | None:
-        """The ``client_id`` of an NHI that already has this name, or this ``sub``."""
-        row = self._conn.execute(
-            select(Nhi.client_id).where((Nhi.client_id == client_id) | (Nhi.sub == sub))
-        ).first()
-        return None if row is None else str(row.client_id)
+    def serialize_names(self) -> None:
+        """One registration at a time (PostgreSQL; SQLite serialises every writer anyway): the
+        namespace spans three columns no single constraint covers, so two registrations
+        checked side by side could otherwise both pass. Held until the transaction ends."""
+        if self._conn.dialect.name == "postgresql":
+            self._conn.execute(select(func.pg_advisory_xact_lock(NAMESPACE_LOCK)))
 
-    def is_resource(self, uri: str) -> bool:
-        found = self._conn.execute(select(NhiResource.uri).where(NhiResource.uri == uri))
-        return found.first() is not None
-
-    def any_sub_in(self, uris: list[str]) -> bool:
-        found = self._conn.execute(select(Nhi.client_id).where(Nhi.sub.in_(uris)))
-        return found.first() is not None
-
-    def any_resource_in(self, uris: list[str]) -> bool:
-        found = self._conn.execute(select(NhiResource.uri).where(NhiResource.uri.in_(uris)))
-        return found.first() is not None
+    def name_holders(self, names: Iterable[str]) -> list[NameHolder]:
+        """Every NHI holding one of ``names``, and as what: its ``client_id``, its ``sub`` or
+        one of its resource URIs (each lookup an index: both columns are unique and the
+        resource URI is a primary key)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        found = [
+            NameHolder(r.client_id, "client_id", r.client_id)
+            for r in self._conn.execute(select(Nhi.client_id).where(Nhi.client_id.in_(wanted)))
+        ]
+        found += [
+            NameHolder(r.sub, "sub", r.client_id)
+            for r in self._conn.execute(select(Nhi.sub, Nhi.client_id).where(Nhi.sub.in_(wanted)))
+        ]
+        found += [
+            NameHolder(r.uri, "resource", r.client_id)
+            for r in self._conn.execute(
+                select(NhiResource.uri, Nhi.client_id)
+                .join(Nhi, Nhi.id == NhiResource.nhi_id)
+                .where(NhiResource.uri.in_(wanted))
+            )
+        ]
+        return found
 
     def insert(
         self,

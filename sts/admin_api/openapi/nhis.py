@@ -116,8 +116,9 @@ def paths() -> dict[str, Schema]:
                         "no secret is shown again.",
                     ),
                     "409": error(
-                        "The name is taken by an NHI with other attributes, or "
-                        "the sub or a resource URI by another NHI."
+                        "The name is taken by an NHI with other attributes, or the name, "
+                        "the sub or a resource URI is another NHI's client_id, sub or "
+                        "resource URI (one namespace); the message names that NHI."
                     ),
                 },
                 body="NhiCreate",
