@@ -26,6 +26,7 @@ from sts.core.settings import Settings, SettingsError
 from sts.services.errors import ServiceError
 from sts.store.admin import AdminStore, admin_store
 from sts.store.db import create_engine
+from sts.store.migrate import MigrationRefused
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit status when the registry refuses the command's input (unknown, conflicting, invalid).
@@ -91,7 +92,7 @@ def handles_errors(fn: F) -> F:
         except ServiceError as exc:
             click.echo(f"error ({exc.code}): {exc.message}", err=True)
             sys.exit(EXIT_REFUSED)
-        except (KeyFileError, SettingsError) as exc:
+        except (KeyFileError, SettingsError, MigrationRefused) as exc:
             raise click.ClickException(str(exc)) from None
         except DBAPIError as exc:
             # One line, never the statement or its parameters: the driver says what is wrong

@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "migrations"
 
 
+class MigrationRefused(Exception):
+    """The registry holds data a migration cannot carry forward; the message says what an
+    operator must fix before upgrading again. Nothing was changed."""
+
+
 def alembic_config(url: str, connection: Connection | None = None) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -110,6 +110,9 @@ class DelegationRule(Base):
     #: ``any`` | ``sub`` | ``issuer`` | ``kind``, and the value it compares with.
     subject_type: Mapped[str] = mapped_column(String(16), default="any")
     subject_value: Mapped[str] = mapped_column(Uri, default="")
+    #: For a ``sub`` rule, the trusted issuer the subject must come from; NULL: the subject
+    #: must be an NHI (a chain rooted at this STS).
+    subject_issuer: Mapped[str | None] = mapped_column(Uri, nullable=True)
     upstream_id: Mapped[int | None] = mapped_column(ForeignKey("nhi.id"), nullable=True)
     scopes: Mapped[str] = mapped_column(Text)
     max_depth: Mapped[int | None] = mapped_column(Integer, nullable=True)
