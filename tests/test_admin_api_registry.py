@@ -492,6 +492,7 @@ def test_create_rule_when_identical_enabled_rule_exists_then_200_same_rule(admin
         "targets": ["agent"],
         "scope": "a b",
         "subject": "any",
+        "subject_issuer": None,
         "upstream": None,
         "max_depth": None,
         "max_ttl": 120,

@@ -76,6 +76,7 @@ def test_rule_create_when_every_option_given_then_json_names_them_all(cli: Cli) 
         "targets": ["agent", "tool"],
         "scope": "a b",
         "subject": "kind:agent",
+        "subject_issuer": None,
         "upstream": "tool",
         "max_depth": 3,
         "max_ttl": 60,

@@ -51,6 +51,7 @@ class Rule:
     targets: frozenset[str] | None  # None: '*'
     scopes: frozenset[str]
     subject: str
+    subject_issuer: str | None  # a sub subject's trusted issuer; None: an NHI
     upstream: str | None
     max_depth: int | None
     max_ttl: int | None
@@ -104,9 +105,11 @@ class Allowed:
 # -- the model: DESIGN §5, written independently of sts.core.policy --------------------------------
 def _subject_covered(rule: Rule, world: World) -> bool:
     kind, _, value = rule.subject.partition(":")
+    # §3: a sub rule names (issuer, sub); without an issuer, an NHI of this STS.
+    sub_issuer = rule.subject_issuer or (ISSUER if world.root_nhi_kind else None)
     return (
         rule.subject == "any"
-        or (kind == "sub" and value == world.root_sub)
+        or (kind == "sub" and value == world.root_sub and sub_issuer == world.root_issuer)
         or (kind == "issuer" and value == world.root_issuer)
         or (kind == "kind" and value == world.root_nhi_kind)
     )
@@ -218,9 +221,15 @@ def build_world(
         world = World(names, kinds, [], who, ISSUER, kinds[who], nhis)
     # Rules are mostly "loose" (their subject and upstream fit this chain), so that chains get
     # long enough to meet the limits; the rest pick any subject and upstream.
-    fitting = ["any", f"sub:{world.root_sub}", f"issuer:{world.root_issuer}"]
-    fitting += [f"kind:{world.root_nhi_kind}"] if world.root_nhi_kind else []
-    subjects = [*fitting, f"sub:{names[0]}", f"issuer:{ISSUER}", *(f"kind:{k}" for k in KINDS)]
+    # Subjects with the issuer of a sub subject (None: an NHI).
+    root = (f"sub:{world.root_sub}", None if world.root_nhi_kind else world.root_issuer)
+    fitting = [("any", None), root, (f"issuer:{world.root_issuer}", None)]
+    fitting += [(f"kind:{world.root_nhi_kind}", None)] if world.root_nhi_kind else []
+    subjects = [*fitting, (f"sub:{names[0]}", None), (f"issuer:{ISSUER}", None)]
+    subjects += [(f"kind:{k}", None) for k in KINDS]
+    # The root's sub from the other kind of issuer: an NHI for a person, a person for an NHI.
+    subjects += [(root[0], None if world.root_nhi_kind is None else "https://idp.example.test")]
+    subjects += [(root[0], "https://elsewhere.example.test")]
     # Some along a path through every NHI, so that long chains exist.
     path = data.draw(st.permutations(names), label="path")
     world.path = path
@@ -237,12 +246,14 @@ def build_world(
         if actor is None:
             targets = data.draw(st.frozensets(st.sampled_from(names), min_size=1) | st.none())
         loose = focused or data.draw(st.sampled_from([True, True, True, False]), label="loose")
+        subject, subject_issuer = data.draw(st.sampled_from(fitting if loose else subjects))
         created = Rule(
             id="",
             actor=actor or data.draw(st.sampled_from(names)),
             targets=targets,
             scopes=_subset(data, UNIVERSE, min_size=2 if focused else 0),
-            subject=data.draw(st.sampled_from(fitting if loose else subjects)),
+            subject=subject,
+            subject_issuer=subject_issuer,
             upstream=data.draw(st.sampled_from(upstreams if loose else [None, *names])),
             # Along the path, hop n mints depth n: limits just below, at and above it.
             max_depth=data.draw(st.sampled_from(depths(hop if actor else 0))),
@@ -253,6 +264,7 @@ def build_world(
                 store, actor=created.actor,
                 targets=["*"] if targets is None else sorted(targets),
                 scope=" ".join(sorted(created.scopes)), subject=created.subject,
+                subject_issuer=created.subject_issuer,
                 upstream=created.upstream, max_depth=created.max_depth,
                 max_ttl=created.max_ttl, now=now, admin="t",
             )  # fmt: skip
@@ -504,7 +516,7 @@ def test_exchange_when_chain_would_pass_global_depth_then_sixth_actor_refused(
             view = rules.create_rule(store, actor=actor, targets=[target], scope="a",
                                      now=clock.now(), admin="t")  # fmt: skip
             world.rules.append(Rule(view["id"], actor, frozenset({target}), frozenset({"a"}),
-                                    "any", None, None, None))  # fmt: skip
+                                    "any", None, None, None, None))  # fmt: skip
     raw = idp.token("alice", names[0], clock.now(), scope="a b")
     tok = Tok(raw, "alice", names[0], clock.now() + 600, (), False, None)
     for depth, (actor, target) in enumerate(itertools.pairwise(names), start=1):

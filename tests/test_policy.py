@@ -35,8 +35,12 @@ def rule(rule_id: str = "rule_1", **kw: Any) -> RuleView:
     return replace(base, **kw)
 
 
-PERSON = Subject(sub="alice", issuer=IDP, nhi_kind=None, scope_cap=None, upstream=None)
-JOB = Subject(sub="batch", issuer=STS, nhi_kind="workload", scope_cap=None, upstream="batch")
+PERSON = Subject(
+    sub="alice", issuer=IDP, nhi_kind=None, scope_cap=None, upstream=None, rooted_here=False
+)
+JOB = Subject(
+    sub="batch", issuer=STS, nhi_kind="workload", scope_cap=None, upstream="batch", rooted_here=True
+)
 
 
 def chain(*subs: str) -> Chain:
@@ -76,6 +80,8 @@ def test_decide_when_no_rules_and_chain_beyond_global_depth_then_still_invalid_t
     ("subject_type", "subject_value", "subject"),
     [
         ("sub", "bob", PERSON),
+        # A sub rule without an issuer names an NHI: a person of that sub is not covered.
+        ("sub", "alice", PERSON),
         ("issuer", "https://other-idp.example", PERSON),
         ("issuer", IDP, JOB),
         ("kind", "agent", JOB),
@@ -97,7 +103,6 @@ def test_decide_when_subject_not_covered_then_invalid_request(
     ("subject_type", "subject_value", "subject"),
     [
         ("any", "", PERSON),
-        ("sub", "alice", PERSON),
         ("issuer", IDP, PERSON),
         ("issuer", STS, JOB),
         ("sub", "batch", JOB),
@@ -109,6 +114,49 @@ def test_decide_when_subject_covered_then_allowed(
 ) -> None:
     r = rule(subject_type=subject_type, subject_value=subject_value)
     assert run([r], subject=subject).rule is r
+
+
+# -- sub rules match (issuer, sub), DESIGN §3 ------------------------------------------------
+#: A person of the IdP whose sub is the name of an NHI ("batch").
+NAMESAKE = replace(PERSON, sub="batch")
+
+
+@pytest.mark.parametrize(
+    ("value", "issuer", "subject"),
+    [
+        ("alice", IDP, PERSON),
+        ("batch", None, JOB),
+        ("batch", IDP, NAMESAKE),
+    ],
+)
+def test_decide_when_sub_rule_names_subjects_issuer_and_sub_then_allowed(
+    value: str, issuer: str | None, subject: Subject
+) -> None:
+    r = rule(subject_type="sub", subject_value=value, subject_issuer=issuer)
+    assert run([r], subject=subject).rule is r
+
+
+@pytest.mark.parametrize(
+    ("value", "issuer", "subject"),
+    [
+        # The person is not the NHI of the same name, nor the reverse.
+        ("batch", None, NAMESAKE),
+        ("batch", IDP, JOB),
+        # The same sub from another issuer is another subject.
+        ("alice", "https://other-idp.example", PERSON),
+        ("alice", IDP, NAMESAKE),
+    ],
+)
+def test_decide_when_sub_rule_issuer_or_sub_differs_then_invalid_request(
+    value: str, issuer: str | None, subject: Subject
+) -> None:
+    r = rule(subject_type="sub", subject_value=value, subject_issuer=issuer)
+    with pytest.raises(InvalidRequest) as err:
+        run([r], subject=subject)
+    assert (err.value.error, err.value.reason) == (
+        "invalid_request",
+        "rule rule_1: subject not covered",
+    )
 
 
 @pytest.mark.parametrize("upstream", [None, "tool"])

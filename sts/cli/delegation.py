@@ -23,11 +23,20 @@ def rule() -> None:
     """Delegation rules: who may act for whom toward what."""
 
 
+def _subject(r: dict[str, Any]) -> str:
+    """The subject with the issuer it must come from (DESIGN §3); a ``sub`` rule without one
+    covers NHI subjects only."""
+    if not r["subject"].startswith("sub:"):
+        return str(r["subject"])
+    whose = f"issuer {r['subject_issuer']}" if r["subject_issuer"] else "an NHI"
+    return f"{r['subject']} ({whose})"
+
+
 def _print_rule(r: dict[str, Any]) -> None:
     click.echo(
         f"{r['id']}  {r['status']}\n  actor:    {r['actor']}\n"
         f"  targets:  {' '.join(r['targets'])}\n  scope:    {r['scope'] or '-'}\n"
-        f"  subject:  {r['subject']}\n  upstream: {r['upstream'] or '-'}\n"
+        f"  subject:  {_subject(r)}\n  upstream: {r['upstream'] or '-'}\n"
         f"  max depth {r['max_depth'] or '-'}, max ttl {r['max_ttl'] or '-'}, "
         f"expires {iso_time(r['expires_at'])}"
     )
@@ -46,6 +55,11 @@ def _print_rule(r: dict[str, Any]) -> None:
 @click.option(
     "--subject", default="any", show_default=True, help="any | SUB | issuer:ISS | kind:KIND"
 )
+@click.option(
+    "--subject-issuer",
+    default=None,
+    help="The trusted issuer a SUB subject comes from; without it SUB names an NHI.",
+)
 @click.option("--upstream", default=None, help="The actor that must come right before.")
 @click.option("--max-depth", type=int, default=None, help="Max act levels of minted tokens.")
 @click.option("--max-ttl", type=int, default=None, help="Max lifetime of minted tokens (s).")
@@ -57,6 +71,7 @@ def rule_create(
     targets: tuple[str, ...],
     scope: str,
     subject: str,
+    subject_issuer: str | None,
     upstream: str | None,
     max_depth: int | None,
     max_ttl: int | None,
@@ -71,6 +86,7 @@ def rule_create(
             targets=list(targets),
             scope=scope,
             subject=subject,
+            subject_issuer=subject_issuer,
             upstream=upstream,
             max_depth=max_depth,
             max_ttl=max_ttl,
@@ -102,6 +118,7 @@ def rule_list(
             click.echo(
                 f"{r['id']}  {r['status']:8}  {r['actor']} -> {','.join(r['targets'])}"
                 f"  [{r['scope']}]  subject={r['subject']}"
+                + (f" issuer={r['subject_issuer']}" if r["subject_issuer"] else "")
             )
         click.echo(f"({len(items)} of {total})")
 

@@ -29,6 +29,9 @@ class Subject:
     scope_cap: frozenset[str] | None
     #: Outermost actor of the subject token (or the NHI subject itself when no one acted yet).
     upstream: str | None
+    #: The chain started with an NHI's own token (its subject is an NHI of this STS), not
+    #: with a trusted issuer's subject.
+    rooted_here: bool
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,13 @@ def _subject_matches(rule: RuleView, subject: Subject) -> bool:
     if rule.subject_type == "any":
         return True
     if rule.subject_type == "sub":
-        return subject.sub == rule.subject_value
+        # DESIGN §3: a subject is (issuer, sub). A person whose sub equals an NHI's name is
+        # not that NHI, nor the same-named subject of another issuer.
+        if subject.sub != rule.subject_value:
+            return False
+        if rule.subject_issuer is None:
+            return subject.rooted_here
+        return subject.issuer == rule.subject_issuer
     if rule.subject_type == "issuer":
         return subject.issuer == rule.subject_value
     if rule.subject_type == "kind":

@@ -109,6 +109,9 @@ class RuleView:
     max_ttl: int | None
     expires_at: int | None
     targets: frozenset[int | None]
+    #: For a ``sub`` rule, the trusted issuer the subject must come from; ``None``: the
+    #: subject must be an NHI (a chain rooted at this STS). DESIGN §3: (issuer, ``sub``).
+    subject_issuer: str | None = None
 
 
 @dataclass(frozen=True)

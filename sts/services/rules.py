@@ -14,7 +14,7 @@ from typing import Any
 from sts.core.domain import KINDS
 from sts.services.admin import audit_admin_action
 from sts.services.errors import Invalid, NotFound
-from sts.services.fields import normal_scope
+from sts.services.fields import normal_scope, split_uri
 from sts.store.admin import AdminStore
 from sts.store.rules import ANY_TARGET, RuleRecord, RuleTerms
 
@@ -39,6 +39,19 @@ def parse_subject(value: str) -> tuple[str, str]:
     if not value:
         raise Invalid("subject must be any, SUB, issuer:ISS or kind:KIND", "subject")
     return "sub", value
+
+
+def parse_subject_issuer(value: str | None, subject_type: str) -> str | None:
+    """The trusted issuer a ``sub`` subject comes from (DESIGN §3: rules match external
+    subjects by issuer and ``sub``); ``None``: the subject is an NHI of this STS."""
+    if value is None:
+        return None
+    if subject_type != "sub":
+        raise Invalid("a subject issuer goes only with a sub:SUB subject", "subject_issuer")
+    parts = split_uri(value)
+    if len(value) > 2048 or parts is None or not parts.scheme or value != value.strip():
+        raise Invalid("subject issuer must be an absolute URI", "subject_issuer")
+    return value
 
 
 def parse_expiry(value: str | None, now: int) -> int | None:
@@ -80,6 +93,7 @@ def _rule_spec(
     scope: str,
     now: int,
     subject: str,
+    subject_issuer: str | None,
     upstream: str | None,
     max_depth: int | None,
     max_ttl: int | None,
@@ -93,6 +107,7 @@ def _rule_spec(
         raise Invalid(f"max ttl must be between 1 and {MAX_TTL} seconds", "max_ttl")
     scopes = normal_scope(scope)
     subject_type, subject_value = parse_subject(subject)
+    issuer = parse_subject_issuer(subject_issuer, subject_type)
     expires_at = parse_expiry(expires, now)
     actor_id = _nhi_id(store, actor, "actor", "actor")
     target_ids: set[int | None] = set()
@@ -104,6 +119,7 @@ def _rule_spec(
         target_ids=frozenset(target_ids),
         subject_type=subject_type,
         subject_value=subject_value,
+        subject_issuer=issuer,
         upstream_id=upstream_id,
         scopes=scopes,
         max_depth=max_depth,
@@ -131,6 +147,7 @@ def create_rule(
     now: int,
     admin: str,
     subject: str = "any",
+    subject_issuer: str | None = None,
     upstream: str | None = None,
     max_depth: int | None = None,
     max_ttl: int | None = None,
@@ -143,6 +160,7 @@ def create_rule(
         scope=scope,
         now=now,
         subject=subject,
+        subject_issuer=subject_issuer,
         upstream=upstream,
         max_depth=max_depth,
         max_ttl=max_ttl,
@@ -160,13 +178,15 @@ def ensure_rule(
     now: int,
     admin: str,
     subject: str = "any",
+    subject_issuer: str | None = None,
     upstream: str | None = None,
     max_depth: int | None = None,
     max_ttl: int | None = None,
     expires: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Idempotent :func:`create_rule`: ``(rule, created)``. Rules have no name, so an enabled
-    rule that says exactly the same (actor, targets, scope, subject, upstream, limits, expiry)
+    rule that says exactly the same (actor, targets, scope, subject and its issuer, upstream,
+    limits, expiry)
     stands for this one and is returned instead of a duplicate."""
     spec = _rule_spec(
         store,
@@ -175,6 +195,7 @@ def ensure_rule(
         scope=scope,
         now=now,
         subject=subject,
+        subject_issuer=subject_issuer,
         upstream=upstream,
         max_depth=max_depth,
         max_ttl=max_ttl,
@@ -194,6 +215,7 @@ def _as_dict(rule: RuleRecord) -> dict[str, Any]:
         "targets": rule.targets,
         "scope": rule.scopes,
         "subject": subject,
+        "subject_issuer": rule.subject_issuer,
         "upstream": rule.upstream,
         "max_depth": rule.max_depth,
         "max_ttl": rule.max_ttl,

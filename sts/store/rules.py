@@ -32,6 +32,8 @@ class RuleTerms:
     max_depth: int | None
     max_ttl: int | None
     expires_at: int | None
+    #: A ``sub`` subject's trusted issuer (``None``: an NHI subject).
+    subject_issuer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RuleRecord:
     expires_at: int | None
     status: str
     created_at: int
+    subject_issuer: str | None = None
 
 
 def _same(column: Any, value: Any) -> Any:
@@ -83,6 +86,7 @@ def _record(row: Any, targets: list[str]) -> RuleRecord:
         row.expires_at,
         row.status,
         row.created_at,
+        row.subject_issuer,
     )
 
 
@@ -98,6 +102,7 @@ class RuleRepository:
                 actor_id=terms.actor_id,
                 subject_type=terms.subject_type,
                 subject_value=terms.subject_value,
+                subject_issuer=terms.subject_issuer,
                 upstream_id=terms.upstream_id,
                 scopes=terms.scopes,
                 max_depth=terms.max_depth,
@@ -119,6 +124,7 @@ class RuleRepository:
                 DelegationRule.status == "enabled",
                 DelegationRule.subject_type == terms.subject_type,
                 DelegationRule.subject_value == terms.subject_value,
+                _same(DelegationRule.subject_issuer, terms.subject_issuer),
                 DelegationRule.scopes == terms.scopes,
                 _same(DelegationRule.upstream_id, terms.upstream_id),
                 _same(DelegationRule.max_depth, terms.max_depth),

@@ -303,6 +303,7 @@ class SqlStore:
                 r.max_ttl,
                 r.expires_at,
                 frozenset(targets[r.id]),
+                subject_issuer=r.subject_issuer,
             )
             for r in first.values()
         ]

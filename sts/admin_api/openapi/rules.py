@@ -17,11 +17,13 @@ from sts.admin_api.openapi.common import (
     STR,
     STRINGS,
     TARGET_PATTERN,
+    URI_PATTERN,
     WRITE,
     Schema,
     admin_op,
     array,
     created,
+    described,
     enum,
     integer,
     lookup,
@@ -50,6 +52,11 @@ def schemas() -> dict[str, Schema]:
                 "targets": STRINGS,
                 "scope": STR,
                 "subject": STR,
+                "subject_issuer": described(
+                    OPT_STR,
+                    "The trusted issuer a `sub:` subject comes from; null: the subject is an "
+                    "NHI (a chain rooted at this STS).",
+                ),
                 "upstream": OPT_STR,
                 "max_depth": OPT_INT,
                 "max_ttl": OPT_INT,
@@ -71,6 +78,14 @@ def schemas() -> dict[str, Schema]:
                 "scope": text(1024),
                 "subject": text(
                     2048, 1, description="any | SUB | sub:SUB | issuer:ISS | kind:KIND"
+                ),
+                "subject_issuer": nullable(
+                    described(
+                        matching(URI_PATTERN),
+                        "With a `sub` subject: the trusted issuer it comes from (rules match "
+                        "external subjects by issuer and sub). Without it, a `sub` subject "
+                        "matches only an NHI of this STS.",
+                    )
                 ),
                 "upstream": nullable(matching(NAME_PATTERN)),
                 "max_depth": nullable(integer(1, 32)),
@@ -109,8 +124,9 @@ def paths() -> dict[str, Schema]:
                 },
                 body="RuleCreate",
                 description="Rules have no name: an enabled rule with the same actor, targets, "
-                "scope, subject, upstream, limits and expiry is returned (200) instead of a "
-                "duplicate. An unknown actor, target or upstream is a 422 naming the field.",
+                "scope, subject (and its issuer), upstream, limits and expiry is returned (200) "
+                "instead of a duplicate. An unknown actor, target or upstream is a 422 naming "
+                "the field.",
             ),
         },
         f"{PREFIX}/rules/{{rule_id}}": {

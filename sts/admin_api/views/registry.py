@@ -200,6 +200,7 @@ def create_rule(call: Call) -> Response:
         targets=b["targets"],
         scope=b["scope"],
         subject=b.get("subject", "any"),
+        subject_issuer=b.get("subject_issuer"),
         upstream=b.get("upstream"),
         max_depth=b.get("max_depth"),
         max_ttl=b.get("max_ttl"),

@@ -217,6 +217,7 @@ def decide_hop(
         subject_nhi.kind if subject_nhi else None,
         cap,
         upstream,
+        rooted_here,
     )
     exps = (subject.exp,) if actor_exp is None else (subject.exp, actor_exp)
     return decide(
