@@ -40,6 +40,7 @@ ACTIVE_FIELDS = {
     "jti",
     "txn",
     "act",
+    "sub_id",
     "depth",
 }
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -84,6 +85,7 @@ def expected_active(token: Token, depth: int) -> dict[str, Any]:
         "jti": claims["jti"],
         "txn": claims["txn"],
         "act": claims["act"],
+        "sub_id": claims["sub_id"],
         "depth": depth,
     }
 

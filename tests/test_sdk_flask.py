@@ -202,7 +202,7 @@ def test_require_token_when_the_first_hop_gets_a_person_token_then_the_person_is
     assert answer.status_code == 200
     assert answer.json["saw"] | {"exp": 0} == {
         "sub": "alice", "aud": "web", "scope": "orders:read", "act": None, "actors": [],
-        "exp": 0, "txn": None, "client_id": None}
+        "exp": 0, "txn": None, "client_id": None, "subject_issuer": chain.idp.issuer}
 
 
 def test_require_token_when_the_issuer_is_not_trusted_here_then_401_invalid_token(

@@ -77,6 +77,7 @@ def test_verify_when_token_is_for_this_service_then_the_caller_chain_is_exposed(
         "exp": claims["exp"],
         "txn": claims["txn"],
         "client_id": "agent",
+        "subject_issuer": chain.idp.issuer,
     }
 
 

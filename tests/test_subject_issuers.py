@@ -16,7 +16,7 @@ from sts.store.admin import admin_store
 from tests.admin_api_helpers import admin, admin_nhi, invalid
 from tests.conftest import Registered
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
-from tests.helpers import claims_of
+from tests.helpers import FORM, basic, claims_of
 from tests.test_namespace import sts
 
 __all__ = ["admin", "admin_nhi", "sts"]  # fixtures
@@ -110,6 +110,50 @@ def test_sub_rule_for_an_nhi_when_a_person_has_its_name_then_only_the_nhi_is_cov
     own = client_credentials(setup.client, setup.nhis["batch"], audience="web")
     assert own.status_code == 200, own.json
     assert setup.send("web", own.json["access_token"], audience="agent").status_code == 200
+
+
+# -- sub_id (RFC 9493) in every token minted for a trusted issuer's subject ------------------
+def test_minted_token_when_subject_from_trusted_issuer_then_sub_id_on_every_hop(setup):
+    setup.rule("web", "agent", subject=f"issuer:{setup.idp.issuer}")
+    setup.rule("agent", "tool")
+    setup.rule("tool", "tool")
+    expected = {"format": "iss_sub", "iss": setup.idp.issuer, "sub": "alice"}
+    to_agent = setup.hop("web", setup.person(), "agent")
+    to_tool = setup.hop("agent", to_agent, "tool")
+    held = setup.hop("tool", to_tool, "tool")
+    assert [claims_of(t)["sub_id"] for t in (to_agent, to_tool, held)] == [expected] * 3
+
+
+def test_minted_token_when_person_has_an_nhis_name_then_sub_id_tells_them_apart(setup):
+    setup.rule("web", "agent")
+    person = claims_of(setup.hop("web", setup.person("batch"), "agent"))
+    own = client_credentials(setup.client, setup.nhis["batch"], audience="web").json
+    nhi = claims_of(setup.hop("web", own["access_token"], "agent"))
+    assert (person["sub"], nhi["sub"]) == ("batch", "batch")
+    assert person["sub_id"] == {"format": "iss_sub", "iss": setup.idp.issuer, "sub": "batch"}
+    assert "sub_id" not in nhi
+
+
+def test_minted_token_when_chain_rooted_at_an_nhi_then_no_sub_id(setup):
+    setup.rule("web", "agent")
+    own = client_credentials(setup.client, setup.nhis["web"]).json["access_token"]
+    assert "sub_id" not in claims_of(own)
+    assert "sub_id" not in claims_of(setup.hop("web", own, "agent"))
+
+
+def test_introspection_when_subject_from_trusted_issuer_then_sub_id(setup):
+    setup.rule("web", "agent")
+    token = setup.hop("web", setup.person(), "agent")
+    resp = setup.client.post(
+        "/introspect",
+        data={"token": token},
+        headers=basic("agent", setup.nhis["agent"].secret or ""),
+        content_type=FORM,
+    )
+    claims = claims_of(token)
+    assert claims["sub_id"] == {"format": "iss_sub", "iss": setup.idp.issuer, "sub": "alice"}
+    assert resp.status_code == 200
+    assert resp.json == {"active": True, "token_type": "Bearer", **claims, "depth": 1}
 
 
 # -- the subject issuer in the admin API and the CLI -------------------------------------------

@@ -14,6 +14,7 @@ from sts.admin_api.openapi.common import (
     STRINGS,
     Schema,
     array,
+    described,
     enum,
     obj,
     query,
@@ -97,6 +98,11 @@ def schemas() -> dict[str, Schema]:
                 "jti": STR,
                 "txn": STR,
                 "act": OBJECT,
+                "sub_id": described(
+                    obj({"format": enum(["iss_sub"]), "iss": STR, "sub": STR}),
+                    "RFC 9493: the trusted issuer the subject came from (absent when the "
+                    "subject is an NHI of this STS).",
+                ),
                 "depth": INT,
             },
             ["active"],

@@ -72,6 +72,7 @@ def introspect(server: ChainAuthorizationServer, request: OAuthRequest, store: S
                 "jti",
                 "txn",
                 "act",
+                "sub_id",
             )
             if k in claims
         },

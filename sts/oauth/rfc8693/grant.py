@@ -95,6 +95,9 @@ class TokenExchange:
             jti=jti,
             txn=subject.txn or jti,
             act=chain.to_act(),
+            subject_issuer=(
+                None if subject.subject_issuer == settings.issuer else subject.subject_issuer
+            ),
         )
         origin = Provenance(
             grant_type=TOKEN_EXCHANGE,

@@ -1,8 +1,9 @@
 """RFC 9068: JWT profile for OAuth 2.0 access tokens, minted with PyJWT.
 
 Header ``typ: at+jwt`` (§2.1) and ``kid``; claims ``iss``, ``sub``, ``aud``, ``client_id``,
-``scope``, ``iat``, ``nbf``, ``exp``, ``jti`` (§2.2), plus Chain STS's ``txn`` and RFC 8693's
-``act``. The claims are built from one immutable value so every grant mints the same shape.
+``scope``, ``iat``, ``nbf``, ``exp``, ``jti`` (§2.2), plus Chain STS's ``txn``, RFC 8693's
+``act`` and, for a subject from a trusted issuer, RFC 9493's ``sub_id``. The claims are built
+from one immutable value so every grant mints the same shape.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class AccessToken:
     jti: str
     txn: str
     act: dict[str, Any] | None = None
+    #: The trusted issuer the subject came from (``None``: an NHI of this STS): minted as
+    #: ``sub_id`` (RFC 9493 §3.2.1, format ``iss_sub``), so that a subject is never taken
+    #: for an NHI, or another issuer's subject, of the same ``sub`` (DESIGN §3).
+    subject_issuer: str | None = None
 
     def claims(self) -> dict[str, Any]:
         claims: dict[str, Any] = {
@@ -51,6 +56,8 @@ class AccessToken:
             claims["scope"] = self.scope
         if self.act is not None:
             claims["act"] = self.act
+        if self.subject_issuer is not None:
+            claims["sub_id"] = {"format": "iss_sub", "iss": self.subject_issuer, "sub": self.sub}
         return claims
 
     def sign(self, key: SigningKey) -> str:

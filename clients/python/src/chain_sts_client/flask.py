@@ -9,7 +9,7 @@ exchanged token, never the incoming one.
     @app.post("/plan")
     @require_token(scope="orders:read")
     def plan():
-        caller = current_caller()            # sub, actors in order, txn, scopes
+        caller = current_caller()  # sub, subject_issuer, actors in order, txn, scopes
         r = requests.post(TOOL_URL, json=..., auth=downstream_auth("tool", scope="orders:read"))
         ...
 

@@ -10,8 +10,8 @@
 * its ``jti`` is not in the STS's revocation feed (when the verifier follows one);
 * it carries every scope the endpoint requires (else ``insufficient_scope``, 403).
 
-The result is a :class:`Caller`: the original subject, the actors in the order they acted,
-the transaction id shared by every hop of one request, the scopes.
+The result is a :class:`Caller`: the original subject and the issuer it came from, the actors
+in the order they acted, the transaction id shared by every hop of one request, the scopes.
 """
 
 from __future__ import annotations
@@ -58,11 +58,23 @@ class Caller:
     jti: str | None = None
     client_id: str | None = None
     act: Mapping[str, Any] | None = None
+    #: RFC 9493 ``sub_id`` as the token carries it: for a subject from a trusted issuer (a
+    #: person's identity provider), ``{"format": "iss_sub", "iss": ..., "sub": ...}``.
+    sub_id: Mapping[str, Any] | None = None
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def scope(self) -> str:
         return scope_str(self.scopes)
+
+    @property
+    def subject_issuer(self) -> str:
+        """Who vouched for ``sub``: the trusted issuer named by an ``iss_sub`` ``sub_id``, else
+        the token's issuer (for the STS: the subject is one of its NHIs). The same ``sub`` from
+        two issuers is two subjects: compare ``(subject_issuer, sub)``, never ``sub`` alone."""
+        if self.sub_id is not None and self.sub_id.get("format") == "iss_sub":
+            return str(self.sub_id["iss"])
+        return self.issuer
 
     @property
     def immediate_caller(self) -> str:
@@ -80,7 +92,22 @@ class Caller:
             "exp": self.exp,
             "txn": self.txn,
             "client_id": self.client_id,
+            "subject_issuer": self.subject_issuer,
         }
+
+
+def parse_sub_id(sub_id: Any, sub: str) -> Mapping[str, Any] | None:
+    """RFC 9493 §3: a subject identifier is an object naming its ``format``. An ``iss_sub``
+    one (§3.2.1) must carry string ``iss`` and ``sub``, its ``sub`` the token's own."""
+    if sub_id is None:
+        return None
+    if not isinstance(sub_id, Mapping) or not isinstance(sub_id.get("format"), str):
+        raise InvalidToken("malformed sub_id claim")
+    if sub_id["format"] == "iss_sub" and not (
+        isinstance(sub_id.get("iss"), str) and sub_id.get("sub") == sub
+    ):
+        raise InvalidToken("malformed sub_id claim")
+    return sub_id
 
 
 def parse_act(act: Any) -> tuple[str, ...]:
@@ -224,10 +251,10 @@ class TokenVerifier:
         audience = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
         scope = claims.get("scope")
         jti, txn, client_id = claims.get("jti"), claims.get("txn"), claims.get("client_id")
-        act = claims.get("act")
+        act, sub = claims.get("act"), str(claims["sub"])
         return Caller(
             issuer=claims["iss"],
-            sub=str(claims["sub"]),
+            sub=sub,
             audience=audience,
             scopes=scope_set(scope if isinstance(scope, str) else None),
             exp=int(claims["exp"]),
@@ -236,5 +263,6 @@ class TokenVerifier:
             jti=jti if isinstance(jti, str) else None,
             client_id=client_id if isinstance(client_id, str) else None,
             act=act if isinstance(act, Mapping) else None,
+            sub_id=parse_sub_id(claims.get("sub_id"), sub),
             claims=claims,
         )
