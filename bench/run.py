@@ -260,14 +260,13 @@ def bench_database(pg: str) -> str:
 def reset(url: str) -> None:
     from sts.store.db import create_engine
     from sts.store.migrate import upgrade
-    from sts.store.models import Base
 
-    upgrade(url)
     engine = create_engine(url)
-    with engine.begin() as conn:
-        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    with engine.begin() as conn:  # the benchmark's own database: any earlier schema goes
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
+    upgrade(url)
 
 
 def seed_small(url: str, keys_dir: Path, idp: KeyPair, tool_keys: KeyPair) -> dict[str, str]:

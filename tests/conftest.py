@@ -42,13 +42,18 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def _pg_database_url() -> str | None:
-    """Create the suite's database if needed; ``None`` if PostgreSQL is unreachable."""
+    """Create the suite's database if needed and empty it, so every session migrates from
+    scratch (a schema left by another revision history never passes for the current one);
+    ``None`` if PostgreSQL is unreachable. Only this database of the suite's own is reset."""
     try:
         with psycopg.connect(f"{PG_URL}/postgres", autocommit=True, connect_timeout=3) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                                   (PG_DB,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{PG_DB}"')
+        with psycopg.connect(f"{PG_URL}/{PG_DB}", autocommit=True, connect_timeout=3) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+            conn.execute("CREATE SCHEMA public")
     except psycopg.OperationalError as exc:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
