@@ -43,8 +43,7 @@ def build_runtime(
 ) -> Runtime:
     """Load keys and open the registry; raise a clear error if either is unusable."""
     ensure_dev_keys(settings)
-    retire_after = settings.max_token_ttl + settings.leeway
-    keys = KeyStore(settings.keys_dir, retire_after, settings.keys_reload_seconds)
+    keys = KeyStore.for_settings(settings)
     hasher = SecretHasher(load_hash_key(settings.keys_dir, create=not settings.is_production))
     clock = clock or SystemClock()
     jwks_cache = JwksCache(settings.jwks_fetch_timeout, settings.jwks_cache_seconds)

@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     return Cli(url, tmp_path / "keys", tmp_path)
 
 
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def create(cli: Cli, name: str = "web", *extra: str) -> dict[str, Any]:
     created: dict[str, Any] = cli.json("nhi", "create", name, "--kind", "agent", *extra)
     return created
@@ -188,7 +193,9 @@ def test_cli_when_schema_not_migrated_then_database_error(tmp_path, monkeypatch)
 @pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
 def test_keys_generate_when_alg_then_key_file_of_that_alg(cli: Cli, alg: str) -> None:
     key = cli.json("keys", "generate", "--alg", alg)
-    assert set(key) == {"kid", "alg", "created_at"}
+    assert set(key) == {"kid", "alg", "created_at", "status", "signs_at"}
+    # The directory's first key: nothing could sign before it, so it signs at once.
+    assert (key["status"], key["signs_at"]) == ("signing", key["created_at"])
     assert key["alg"] == alg and KID.match(key["kid"]) and key["kid"].split("-")[1] == alg
     pem = cli.keys_dir / f"{key['kid']}.pem"
     assert pem.stat().st_mode & 0o777 == 0o600
@@ -205,20 +212,31 @@ def test_keys_generate_when_signing_alg_setting_then_it_is_the_default(cli, monk
     assert cli.json("keys", "generate")["alg"] == "EdDSA"
 
 
-def test_keys_list_when_rotated_then_signing_published_and_retired(cli: Cli) -> None:
+def test_keys_list_when_rotated_then_staged_signing_published_and_retired(cli: Cli) -> None:
     now = int(time.time())
     oldest = generate_key(cli.keys_dir, "ES256", now=now - 20_000)
     older = generate_key(cli.keys_dir, "RS256", now=now - 10_000)
+    current = generate_key(cli.keys_dir, "ES256", now=now - 1_000)
     newest = cli.json("keys", "generate", "--alg", "EdDSA")
+    assert (newest["status"], newest["signs_at"]) == ("staged", newest["created_at"] + 600)
     listed = cli.json("keys", "list")
-    assert [(k["kid"], k["status"]) for k in listed] == [
-        (newest["kid"], "signing"),
-        # Published until the newest key is older than max_token_ttl + leeway.
-        (older.kid, "published"),
-        (oldest.kid, "retired"),
+    retire_after = 3600 + 30  # max_token_ttl + leeway
+    assert [(k["kid"], k["status"], k["signs_at"], k["retires_at"]) for k in listed] == [
+        # Published at once, signing once every verifier can have fetched it.
+        (newest["kid"], "staged", newest["created_at"] + 600, None),
+        (current.kid, "signing", current.created_at + 600, newest["signs_at"] + retire_after),
+        # Published until every token it signed has expired: its successor's activation plus
+        # max_token_ttl + leeway.
+        (older.kid, "published", older.created_at + 600, current.created_at + 600 + retire_after),
+        (oldest.kid, "retired", oldest.created_at, older.created_at + 600 + retire_after),
     ]
     human = cli.run("keys", "list").stdout.splitlines()
-    assert [line.split()[-1] for line in human] == ["signing", "published", "retired"]
+    assert [line.split()[3:] for line in human] == [
+        ["staged", "signs", "from", iso(newest["created_at"] + 600)],
+        ["signing"],
+        ["published", "until", iso(current.created_at + 600 + retire_after)],
+        ["retired"],
+    ]
 
 
 def test_keys_generate_when_production_then_key_directory_ready_for_nhi_create(cli, monkeypatch):

@@ -1051,7 +1051,7 @@ def test_target_when_disabled_then_same_invalid_target(world, trail):
 
 def sts_signed(world: World, claims: dict[str, Any], typ: str | None = "at+jwt") -> str:
     """Signed with the STS's own current key, as if that key had leaked."""
-    key = world.runtime.keys.ring.signing
+    key = world.runtime.keys.ring.signing_key(world.clock.now())
     token = jwt.encode(
         claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": typ}
     )

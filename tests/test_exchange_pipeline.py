@@ -39,8 +39,9 @@ class World:
             issuer=ISSUER, database_url="sqlite://", keys_dir=keys_dir, leeway=30
         )
         self.hasher = SecretHasher(secrets.token_bytes(32))
+        keys = KeyStore(keys_dir, 900, stage_seconds=0)
         self.server = ChainAuthorizationServer(
-            self.settings, KeyStore(keys_dir, 900), self.hasher, JwksCache(1.0, 60.0)
+            self.settings, keys, self.hasher, JwksCache(1.0, 60.0)
         )
         self.store = MemoryStore()
         self.secrets: dict[str, str] = {}

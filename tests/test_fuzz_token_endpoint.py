@@ -489,7 +489,7 @@ def test_exchange_when_our_key_signs_hostile_claims_then_refused(client, runtime
                                                                   data, clock):
     """Past the signature: hostile claims, nested ``act`` of random depth, huge claims, under
     a valid signature of this STS. No lineage row matches them, so nothing is issued."""
-    key = runtime.keys.ring.signing
+    key = runtime.keys.ring.signing_key(clock.now())
     claims = data.draw(hostile_claims(clock.now(), claims_of(target.hop)))
     if claims.get("jti") == claims_of(target.hop)["jti"]:
         claims["txn"] = "not-the-transaction"  # never the real token again

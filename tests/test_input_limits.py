@@ -259,7 +259,7 @@ def signed_hop(client, runtime, make_nhi, clock) -> Callable[[Any], str]:
     hop = exchange(client, web, root, audience="agent").json["access_token"]
 
     def sign(act: Any) -> str:
-        key = runtime.keys.ring.signing
+        key = runtime.keys.ring.signing_key(clock.now())
         claims = {**claims_of(hop), "act": act}
         return jwt.encode(claims, key.private_key, algorithm=key.alg, headers=header_of(hop))
 

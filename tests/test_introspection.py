@@ -187,7 +187,7 @@ def test_introspect_when_clock_reaches_exp_then_inactive(
 
 def unknown_own_token(world: World) -> str:
     """Signed with the STS's own key, well formed, but never issued (no lineage)."""
-    key = world.runtime.keys.ring.signing
+    key = world.runtime.keys.ring.signing_key(world.clock.now())
     now = world.clock.now()
     claims = {
         "iss": ISSUER,
@@ -209,7 +209,7 @@ def unknown_own_token(world: World) -> str:
 def forged_token(world: World) -> str:
     """An exact copy of a live token's claims, signed by a stranger under the STS's kid."""
     token = world.chains["alice1"].hops[1]
-    kid = world.runtime.keys.ring.signing.kid
+    kid = world.runtime.keys.ring.signing_key(world.clock.now()).kid
     return jwt.encode(
         token.claims, KeyPair().private, algorithm="ES256", headers={"kid": kid, "typ": "at+jwt"}
     )

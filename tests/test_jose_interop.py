@@ -75,7 +75,7 @@ def test_client_credentials_token_when_verified_with_jwcrypto_then_rfc9068_heade
     header, claims = jose_verify(
         token, client.get("/jwks.json").get_data(as_text=True), alg, ISSUER
     )
-    kid = rt.keys.ring.signing.kid
+    kid = rt.keys.ring.signing_key(rt.clock.now()).kid
     assert header == {"alg": alg, "typ": "at+jwt", "kid": kid}
     assert set(claims) == CLAIMS
     assert claims["sub"] == "web" and claims["client_id"] == "web"

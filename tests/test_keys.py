@@ -1,8 +1,10 @@
 """Signing keys and the JWKS (RFC 7517, DESIGN §9).
 
-Key files are private (0600) and named ``<UTC timestamp>-<ALG>-<id>.pem``; the newest signs;
+Key files are private (0600) and named ``<UTC timestamp>-<ALG>-<id>.pem``; a new key is
+published at once and signs after its stage (``STS_KEY_STAGE_SECONDS``; the first key at once);
 a superseded key stays published until every token it signed has expired (its successor's
-creation time + the maximum token lifetime + the leeway), then it is retired.
+activation + the maximum token lifetime + the leeway), then it is retired. Staging itself is
+tested in ``test_key_staging.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ PUBLIC_MEMBERS = {
 }
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 RETIRE_AFTER = 3600 + 30
+STAGE = 600
 
 
 def mode_of(path: Path) -> int:
@@ -55,14 +58,15 @@ def issue(client: Any, nhi: Any) -> str:
     return token
 
 
-def verify_with_jwks(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
-    """Verify ``token`` against a published JWKS, choosing the key by ``kid``."""
+def verify_with_jwks(token: str, jwks: dict[str, Any], ahead: int = 0) -> dict[str, Any]:
+    """Verify ``token`` against a published JWKS, choosing the key by ``kid``; ``ahead``: how
+    far a test moved the frozen clock past the wall clock (a key's stage, say)."""
     kid = header_of(token)["kid"]
     (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
     key = jwt.PyJWK(jwk)
     # The frozen clock may have been moved a little ahead of the wall clock PyJWT reads.
     claims: dict[str, Any] = jwt.decode(
-        token, key, algorithms=[jwk["alg"]], audience=ISSUER, issuer=ISSUER, leeway=60
+        token, key, algorithms=[jwk["alg"]], audience=ISSUER, issuer=ISSUER, leeway=60 + ahead
     )
     return claims
 
@@ -102,7 +106,7 @@ def test_runtime_when_first_started_then_key_and_hash_key_are_private(runtime, k
 def test_key_store_when_key_readable_by_others_then_refused_naming_file(tmp_path, mode):
     path = write_pem(tmp_path / "keys" / "20260101T000000Z-ES256-abc123.pem", mode)
     with pytest.raises(KeyFileError, match=re.escape(str(path))) as raised:
-        KeyStore(tmp_path / "keys", RETIRE_AFTER)
+        KeyStore(tmp_path / "keys", RETIRE_AFTER, stage_seconds=STAGE)
     assert "readable by others" in str(raised.value)
 
 
@@ -110,7 +114,7 @@ def test_key_store_when_one_of_several_keys_readable_by_others_then_refused(tmp_
     generate_key(tmp_path / "keys", "ES256", now=1_800_000_000)
     loose = write_pem(tmp_path / "keys" / "20270101T000000Z-ES256-loose.pem", 0o644)
     with pytest.raises(KeyFileError, match=re.escape(str(loose))):
-        KeyStore(tmp_path / "keys", RETIRE_AFTER)
+        KeyStore(tmp_path / "keys", RETIRE_AFTER, stage_seconds=STAGE)
 
 
 @pytest.mark.parametrize(
@@ -128,14 +132,14 @@ def test_key_store_when_one_of_several_keys_readable_by_others_then_refused(tmp_
 def test_key_store_when_file_badly_named_then_refused_naming_file(tmp_path, name):
     path = write_pem(tmp_path / "keys" / name)
     with pytest.raises(KeyFileError, match=re.escape(str(path))):
-        KeyStore(tmp_path / "keys", RETIRE_AFTER)
+        KeyStore(tmp_path / "keys", RETIRE_AFTER, stage_seconds=STAGE)
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "RS256"])
 def test_key_store_when_key_type_differs_from_name_then_refused(tmp_path, alg):
     path = write_pem(tmp_path / "keys" / f"20260101T000000Z-{alg}-abc.pem")
     with pytest.raises(KeyFileError, match=re.escape(f"{path}: key type does not match {alg}")):
-        KeyStore(tmp_path / "keys", RETIRE_AFTER)
+        KeyStore(tmp_path / "keys", RETIRE_AFTER, stage_seconds=STAGE)
 
 
 def test_key_store_when_file_not_pem_then_refused_naming_file(tmp_path):
@@ -144,15 +148,15 @@ def test_key_store_when_file_not_pem_then_refused_naming_file(tmp_path):
     path.write_text("not a key\n")
     path.chmod(0o600)
     with pytest.raises(KeyFileError, match=re.escape(f"{path}: not a PEM private key")):
-        KeyStore(tmp_path / "keys", RETIRE_AFTER)
+        KeyStore(tmp_path / "keys", RETIRE_AFTER, stage_seconds=STAGE)
 
 
 def test_key_store_when_directory_empty_or_missing_then_refused(tmp_path):
     with pytest.raises(KeyFileError, match="key directory does not exist"):
-        KeyStore(tmp_path / "missing", RETIRE_AFTER)
+        KeyStore(tmp_path / "missing", RETIRE_AFTER, stage_seconds=STAGE)
     (tmp_path / "empty").mkdir()
     with pytest.raises(KeyFileError, match="no signing keys"):
-        KeyStore(tmp_path / "empty", RETIRE_AFTER)
+        KeyStore(tmp_path / "empty", RETIRE_AFTER, stage_seconds=STAGE)
 
 
 def test_hash_key_when_readable_by_others_then_refused_naming_file(tmp_path):
@@ -198,15 +202,16 @@ def test_metadata_when_fetched_then_jwks_uri_points_at_the_jwks(client):
 
 @pytest.mark.parametrize("alg", ["EdDSA", "RS256"])
 def test_signing_when_newest_key_is_eddsa_or_rs256_then_tokens_use_it(
-    client, runtime, keys_dir, make_nhi, clock, alg
+    client, runtime, keys_dir, make_nhi, clock, settings, alg
 ):
     web = make_nhi("web")
     clock.advance(10)
     key = generate_key(keys_dir, alg, now=clock.now())
     runtime.keys.reload()
+    clock.advance(settings.key_stage_seconds)
     token = issue(client, web)
     assert header_of(token) == {"alg": alg, "typ": "at+jwt", "kid": key.kid}
-    claims = verify_with_jwks(token, client.get("/jwks.json").json)
+    claims = verify_with_jwks(token, client.get("/jwks.json").json, settings.key_stage_seconds)
     assert claims["sub"] == "web"
 
 
@@ -217,7 +222,7 @@ def test_signing_when_configured_algorithm_then_first_key_generated_with_it(
     configured = dataclasses.replace(settings, signing_alg=alg, keys_dir=tmp_path / alg)
     rt = build_runtime(configured, clock, engine=engine)
     client = create_app(configured, rt=rt).test_client()
-    assert rt.keys.ring.signing.alg == alg
+    assert rt.keys.ring.signing_key(clock.now()).alg == alg
     with admin_store(engine) as store:
         view, secret = nhis.create_nhi(
             store, rt.hasher, name="web", kind="service", now=clock.now(), admin="test"
@@ -231,10 +236,10 @@ def test_signing_when_configured_algorithm_then_first_key_generated_with_it(
 
 
 def test_rotation_when_new_key_then_old_tokens_verify_and_new_tokens_use_new_kid(
-    client, runtime, keys_dir, make_nhi, clock
+    client, runtime, keys_dir, make_nhi, clock, settings
 ):
     web = make_nhi("web")
-    old_kid = runtime.keys.ring.signing.kid
+    old_kid = runtime.keys.ring.signing_key(clock.now()).kid
     before = issue(client, web)
     assert header_of(before)["kid"] == old_kid
 
@@ -242,24 +247,30 @@ def test_rotation_when_new_key_then_old_tokens_verify_and_new_tokens_use_new_kid
     new = generate_key(keys_dir, "ES256", now=clock.now())
     runtime.keys.reload()
 
-    jwks = client.get("/jwks.json").json
+    jwks = client.get("/jwks.json").json  # what a verifier fetched right after the rotation
     assert [k["kid"] for k in jwks["keys"]] == [new.kid, old_kid]
     assert verify_with_jwks(before, jwks)["sub"] == "web"
+    assert header_of(issue(client, web))["kid"] == old_kid  # staged: published, not signing
+    clock.advance(settings.key_stage_seconds)
     after = issue(client, web)
     assert header_of(after)["kid"] == new.kid
-    assert verify_with_jwks(after, jwks)["sub"] == "web"
+    assert verify_with_jwks(after, jwks, settings.key_stage_seconds)["sub"] == "web"
 
 
 def test_rotation_when_every_old_token_expired_then_old_key_retired(
     client, runtime, keys_dir, make_nhi, clock, settings
 ):
     web = make_nhi("web")
-    old_kid = runtime.keys.ring.signing.kid
+    old_kid = runtime.keys.ring.signing_key(clock.now()).kid
     before = issue(client, web)
     clock.advance(10)
     new = generate_key(keys_dir, "ES256", now=clock.now())
     runtime.keys.reload()
-    retire_at = new.created_at + settings.max_token_ttl + settings.leeway
+    clock.advance(settings.key_stage_seconds - 1)
+    last_of_old = issue(client, web)  # the old key's last token: one second before the new signs
+    assert header_of(last_of_old)["kid"] == old_kid
+    activation = new.created_at + settings.key_stage_seconds
+    retire_at = activation + settings.max_token_ttl + settings.leeway
 
     clock.advance(retire_at - 1 - clock.now())
     assert [k["kid"] for k in client.get("/jwks.json").json["keys"]] == [new.kid, old_kid]
@@ -271,6 +282,7 @@ def test_rotation_when_every_old_token_expired_then_old_key_retired(
     assert runtime.keys.ring.verification_key(old_kid, clock.now()) is None
     # Every token the old key signed has expired by now: the longest possible is still dead.
     assert jwt.decode(before, options={"verify_signature": False})["exp"] < clock.now()
+    assert jwt.decode(last_of_old, options={"verify_signature": False})["exp"] < clock.now()
     assert header_of(issue(client, web))["kid"] == new.kid
 
 
@@ -279,8 +291,8 @@ def test_key_ring_when_three_generations_then_each_retired_after_its_successor(t
     k1 = generate_key(keys_dir, "ES256", now=1_000_000)
     k2 = generate_key(keys_dir, "EdDSA", now=1_000_100)
     k3 = generate_key(keys_dir, "ES256", now=1_000_200)
-    ring = KeyRing([k3, k1, k2], RETIRE_AFTER)  # order given does not matter
-    assert ring.signing.kid == k3.kid
+    ring = KeyRing([k3, k1, k2], RETIRE_AFTER, stage_seconds=0)  # order given does not matter
+    assert ring.signing_key(1_000_200).kid == k3.kid
 
     def statuses(now: int) -> list[str]:
         return [ring.status(k, now) for k in ring.keys]
@@ -296,16 +308,16 @@ def test_key_ring_when_key_file_stamped_older_then_it_does_not_take_over_signing
     keys_dir = tmp_path / "keys"
     current = generate_key(keys_dir, "ES256", now=2_000_000)
     generate_key(keys_dir, "ES256", now=1_000_000)
-    store = KeyStore(keys_dir, RETIRE_AFTER)
-    assert store.ring.signing.kid == current.kid
+    store = KeyStore(keys_dir, RETIRE_AFTER, stage_seconds=STAGE)
+    assert store.ring.signing_key(2_000_000 + STAGE).kid == current.kid
 
 
 def test_key_store_when_another_process_adds_a_key_then_picked_up_without_reload(tmp_path):
     keys_dir = tmp_path / "keys"
     generate_key(keys_dir, "ES256", now=1_000_000)
-    store = KeyStore(keys_dir, RETIRE_AFTER, check_interval=0)
+    store = KeyStore(keys_dir, RETIRE_AFTER, check_interval=0, stage_seconds=STAGE)
     new = generate_key(keys_dir, "ES256", now=1_000_100)
-    assert store.ring.signing.kid == new.kid
+    assert store.ring.signing_key(1_000_100 + STAGE).kid == new.kid
 
 
 def test_key_store_when_unusable_file_appears_then_keeps_signing_with_loaded_keys(
@@ -313,13 +325,13 @@ def test_key_store_when_unusable_file_appears_then_keeps_signing_with_loaded_key
 ):
     keys_dir = tmp_path / "keys"
     key = generate_key(keys_dir, "ES256")
-    store = KeyStore(keys_dir, retire_after=100, check_interval=0)
+    store = KeyStore(keys_dir, retire_after=100, check_interval=0, stage_seconds=STAGE)
     bad = keys_dir / "20990101T000000Z-ES256-bad.pem"
     bad.write_text("not a key")
     os.chmod(bad, 0o600)
     with caplog.at_level(logging.ERROR, logger="sts.core.keys"):
-        assert store.ring.signing.kid == key.kid
+        assert store.ring.signing_key(key.created_at + STAGE).kid == key.kid
     assert "key directory not reloaded" in caplog.text
     bad.unlink()
     newer = generate_key(keys_dir, "ES256")
-    assert store.ring.signing.kid == newer.kid
+    assert store.ring.signing_key(newer.created_at + STAGE).kid == newer.kid

@@ -10,6 +10,7 @@ the new key, both sign with it, and tokens signed by the old one still exchange.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -46,6 +47,8 @@ TARGET_REFUSED = {
     "error_description": "The requested target is unknown or not allowed.",
 }
 NAMES = itertools.count()
+#: The replicas' STS_KEY_STAGE_SECONDS: short, so that a rotation completes within the test.
+STAGE = 3
 
 
 def _free_port() -> int:
@@ -156,7 +159,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     load_hash_key(keys_dir, create=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STS_")}
     env.update({"STS_DATABASE_URL": url, "STS_KEYS_DIR": str(keys_dir), "STS_ISSUER": ISSUER,
-                "STS_KEYS_RELOAD_SECONDS": "1", "STS_LOG_LEVEL": "INFO"})
+                "STS_KEYS_RELOAD_SECONDS": "1", "STS_LOG_LEVEL": "INFO",
+                "STS_KEY_STAGE_SECONDS": str(STAGE)})
     a = _start(env, _free_port(), workdir)
     b = _start(env, _free_port(), workdir)
     try:
@@ -268,12 +272,27 @@ def test_key_rotation_when_key_generated_then_both_replicas_use_it_without_resta
     _root, before = hop(cluster, chain, via=a)
     assert jwt.get_unverified_header(before)["kid"] == old_kid
 
-    cluster.sts("keys", "generate")
-    new_kid = max(p.stem for p in cluster.keys_dir.glob("*.pem"))
+    generated = json.loads(cluster.sts("keys", "generate", "--json"))
+    new_kid, signs_at = generated["kid"], generated["signs_at"]
+    assert (generated["status"], signs_at) == ("staged", generated["created_at"] + STAGE)
     deadline = time.monotonic() + 10  # the setting says 1 s; allow for a slow machine
     while not (a.kids()[:1] == [new_kid] and b.kids()[:1] == [new_kid]):
         assert time.monotonic() < deadline, (a.kids(), b.kids())
         time.sleep(0.1)
+    # Published on both, and signing only from its activation: never before a verifier could
+    # have fetched it.
+    deadline = time.monotonic() + STAGE + 10
+    while True:
+        minted = [r.token(chain.web, grant_type="client_credentials").json()["access_token"]
+                  for r in cluster.replicas]
+        kids = [jwt.get_unverified_header(t)["kid"] for t in minted]
+        for token, kid in zip(minted, kids, strict=True):
+            issued = jwt.decode(token, options={"verify_signature": False})["iat"]
+            assert kid == (new_kid if issued >= signs_at else old_kid), (issued, signs_at)
+        if kids == [new_kid, new_kid]:
+            break
+        assert time.monotonic() < deadline, kids
+        time.sleep(0.2)
     for replica in cluster.replicas:
         assert replica.kids()[:2] == [new_kid, old_kid]  # the old key stays published
         fresh = replica.token(chain.web, grant_type="client_credentials").json()["access_token"]
@@ -313,7 +332,7 @@ def test_generate_key_when_writing_then_a_replica_scanning_never_sees_a_partial_
     between creating the file and writing it must not find an unreadable key."""
     keys_dir = tmp_path / "keys"
     first = generate_key(keys_dir, "ES256", now=1_700_000_000)
-    store = KeyStore(keys_dir, retire_after=60)
+    store = KeyStore(keys_dir, retire_after=60, stage_seconds=0)
     scans: list[list[str]] = []
     real_fdopen = os.fdopen
 

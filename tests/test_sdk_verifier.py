@@ -117,8 +117,10 @@ def test_verify_when_the_sts_rotates_its_key_then_the_jwks_is_refetched_on_the_u
     verifier.verify(token_for(chain, clock, "tool"))
     verifier.verify(token_for(chain, clock, "tool"))
     assert transport.count("/jwks.json") == 1
-    generate_key(settings.keys_dir, "ES256", now=clock.now() + 1)
+    # An emergency rotation (signs at once): the verifier meets the new kid before any refresh.
+    generate_key(settings.keys_dir, "ES256", now=clock.now() + 1, immediate=True)
     runtime.keys.reload()
+    clock.advance(1)
     rotated = token_for(chain, clock, "tool")
     monotonic.now += 10  # the minimum interval between refreshes has passed
     assert verifier.verify(rotated).sub == "alice"

@@ -218,7 +218,7 @@ def test_build_runtime_when_development_and_keys_missing_then_generated(tmp_path
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'sts.db'}", keys_dir=keys_dir)
     rt = build_runtime(settings)
     try:
-        assert rt.keys.ring.signing.alg == "ES256"
+        assert rt.keys.ring.signing_key(rt.clock.now()).alg == "ES256"
         assert (keys_dir / HASH_KEY_FILE).stat().st_mode & 0o777 == 0o600
     finally:
         rt.close()

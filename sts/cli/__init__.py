@@ -63,21 +63,37 @@ def keys() -> None:
     default=None,
     help="Key algorithm (default: STS_SIGNING_ALG).",
 )
+@click.option(
+    "--now",
+    "immediate",
+    is_flag=True,
+    help="Sign at once, without the stage (emergency rotation after a key compromise: "
+    "verifiers that have not yet fetched the JWKS refuse its tokens until they do).",
+)
 @json_option
 @handles_errors
-def keys_generate(alg: str | None, as_json: bool) -> None:
-    """Create a new signing key; it signs from now on, older keys stay published.
+def keys_generate(alg: str | None, immediate: bool, as_json: bool) -> None:
+    """Create a new signing key: published at once, signing after STS_KEY_STAGE_SECONDS
+    (or at once with --now); older keys stay published until their tokens have expired.
 
     Also creates the credential hashing key if the directory has none yet: production never
     creates it on its own, and this is the command that prepares a key directory.
     """
     settings = load_settings()
-    key = generate_key(settings.keys_dir, alg or settings.signing_alg)
+    key = generate_key(settings.keys_dir, alg or settings.signing_alg, immediate=immediate)
     load_hash_key(settings.keys_dir, create=True)
+    ring = KeyStore.for_settings(settings).ring
+    status, signs_at = ring.status(key, now_seconds()), ring.activation(key)
+    data = {
+        "kid": key.kid,
+        "alg": key.alg,
+        "created_at": key.created_at,
+        "status": status,
+        "signs_at": signs_at,
+    }
+    when = "signs now" if status == "signing" else f"signs from {iso_time(signs_at)}"
     emit(
-        as_json,
-        {"kid": key.kid, "alg": key.alg, "created_at": key.created_at},
-        lambda: click.echo(f"generated {key.alg} key {key.kid}"),
+        as_json, data, lambda: click.echo(f"generated {key.alg} key {key.kid} (published; {when})")
     )
 
 
@@ -85,19 +101,30 @@ def keys_generate(alg: str | None, as_json: bool) -> None:
 @json_option
 @handles_errors
 def keys_list(as_json: bool) -> None:
-    """List keys: signing, published (verifies older tokens) or retired."""
-    settings = load_settings()
-    ring = KeyStore(settings.keys_dir, settings.max_token_ttl + settings.leeway).ring
+    """List keys: staged (published, signs from its time), signing, published (verifies the
+    tokens it signed, until its time) or retired."""
+    ring = KeyStore.for_settings(load_settings()).ring
     now = now_seconds()
-    listed = [(k, ring.status(k, now)) for k in reversed(ring.keys)]
+    listed = [(k, ring.status(k, now), ring.activation(k), ring.retires_at(k)) for k in ring.keys]
     rows = [
-        {"kid": k.kid, "alg": k.alg, "created_at": k.created_at, "status": status}
-        for k, status in listed
+        {
+            "kid": k.kid,
+            "alg": k.alg,
+            "created_at": k.created_at,
+            "status": status,
+            "signs_at": signs_at,
+            "retires_at": retires_at,
+        }
+        for k, status, signs_at, retires_at in reversed(listed)
     ]
 
     def human() -> None:
-        for k, status in listed:
-            click.echo(f"{k.kid}  {k.alg:6}  {iso_time(k.created_at)}  {status}")
+        for k, status, signs_at, retires_at in reversed(listed):
+            when = {
+                "staged": f"  signs from {iso_time(signs_at)}",
+                "published": f"  until {iso_time(retires_at)}",
+            }.get(status, "")
+            click.echo(f"{k.kid}  {k.alg:6}  {iso_time(k.created_at)}  {status}{when}")
 
     emit(as_json, rows, human)
 

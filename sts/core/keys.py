@@ -2,9 +2,16 @@
 
 ``keys/`` holds one PEM private key per file, named ``<UTC timestamp>-<ALG>-<suffix>.pem``;
 the file name without ``.pem`` is the key's ``kid``. Keys are parsed once when the directory
-changes, never per request. The newest key signs. A key that has been superseded stays
-published (and keeps verifying) until every token it can have signed has expired: its
-successor's creation time plus the global maximum token lifetime plus the leeway.
+changes, never per request.
+
+Rotation without downtime: a new key is *staged*. It is published in the JWKS at once but
+signs only once it has been published for the stage time (``STS_KEY_STAGE_SECONDS``), by when
+every verifier's cached JWKS (HTTP caches, the SDK's cache, a replica's next rescan of the
+directory) knows it. The newest key past its stage time signs; the oldest key needs no stage
+(nothing could sign before it: a first key signs at once). A key generated for an emergency
+rotation, named ``...-now``, signs at once too. A key that has been superseded stays published
+(and keeps verifying) until every token it can have signed has expired: the activation of its
+successor plus the global maximum token lifetime plus the leeway.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+if TYPE_CHECKING:
+    from sts.core.settings import Settings
 
 __all__ = ["KeyFileError", "KeyRing", "KeyStore", "SigningKey", "generate_key"]
 
@@ -33,7 +43,11 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPri
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 log = logging.getLogger("sts.core.keys")
-_NAME = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-(?P<alg>ES256|EdDSA|RS256)-(?P<suffix>[a-z0-9]{1,16})$")
+_NAME = re.compile(
+    r"^(?P<ts>\d{8}T\d{6}Z)-(?P<alg>ES256|EdDSA|RS256)-(?P<suffix>[a-z0-9]{1,16})(?P<now>-now)?$"
+)
+#: The name's mark of a key that signs at once, without a stage (an emergency rotation).
+IMMEDIATE_MARK = "-now"
 _TS_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -48,6 +62,8 @@ class SigningKey:
     created_at: int
     private_key: PrivateKey
     public_jwk: dict[str, Any]
+    #: Signs as soon as it is the newest key, without a stage (an emergency rotation).
+    immediate: bool = False
 
     @cached_property
     def public_key(self) -> PublicKey:
@@ -82,7 +98,9 @@ def _expected_type(alg: str) -> type:
 def load_key(path: Path) -> SigningKey:
     match = _NAME.match(path.stem)
     if not match:
-        raise KeyFileError(f"{path}: name must be <YYYYMMDDTHHMMSSZ>-<ES256|EdDSA|RS256>-<id>.pem")
+        raise KeyFileError(
+            f"{path}: name must be <YYYYMMDDTHHMMSSZ>-<ES256|EdDSA|RS256>-<id>[-now].pem"
+        )
     mode = path.stat().st_mode
     if mode & 0o077:
         raise KeyFileError(f"{path}: private key is readable by others (chmod 600)")
@@ -99,7 +117,9 @@ def load_key(path: Path) -> SigningKey:
         raise KeyFileError(f"{path}: RS256 needs at least 2048 bits")
     created = _created(path.stem)
     assert isinstance(key, PrivateKey)
-    return SigningKey(path.stem, alg, created, key, _public_jwk(key, path.stem, alg))
+    return SigningKey(
+        path.stem, alg, created, key, _public_jwk(key, path.stem, alg), bool(match["now"])
+    )
 
 
 def _created(stem: str) -> int:
@@ -109,8 +129,13 @@ def _created(stem: str) -> int:
     return int(datetime.strptime(match["ts"], _TS_FORMAT).replace(tzinfo=UTC).timestamp())
 
 
-def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey:
-    """Create a new private key file (mode 0600) in ``keys_dir`` and return it."""
+def generate_key(
+    keys_dir: Path, alg: str, now: int | None = None, *, immediate: bool = False
+) -> SigningKey:
+    """Create a new private key file (mode 0600) in ``keys_dir`` and return it.
+
+    The key is staged (see the module docstring) unless ``immediate``: then it signs at once,
+    for an emergency rotation after a key compromise."""
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key: PrivateKey
     if alg == "ES256":
@@ -129,6 +154,8 @@ def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey
         created = newest + 1
     stamp = datetime.fromtimestamp(created, UTC)
     kid = f"{stamp.strftime(_TS_FORMAT)}-{alg}-{secrets.token_hex(4)}"
+    if immediate:
+        kid += IMMEDIATE_MARK
     path = keys_dir / f"{kid}.pem"
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -147,31 +174,67 @@ def generate_key(keys_dir: Path, alg: str, now: int | None = None) -> SigningKey
 
 
 class KeyRing:
-    """An immutable set of loaded keys, oldest first."""
+    """An immutable set of loaded keys, oldest first, and when each signs (DESIGN §9).
 
-    def __init__(self, keys: Sequence[SigningKey], retire_after: int) -> None:
+    A key's *activation* is when it may start signing: its creation plus the stage time, or its
+    creation for the oldest key and for an immediate key. At any moment the newest activated key
+    signs. A key stops signing when the first newer key activates; every token it signed has
+    expired ``retire_after`` seconds later, and it is retired then.
+    """
+
+    def __init__(
+        self, keys: Sequence[SigningKey], retire_after: int, *, stage_seconds: int
+    ) -> None:
         if not keys:
             raise KeyFileError("no signing keys")
         self.keys = sorted(keys, key=lambda k: (k.created_at, k.kid))
         self.retire_after = retire_after
+        self.stage_seconds = stage_seconds
         self._by_kid = {k.kid: k for k in self.keys}
+        self._activation = {
+            k.kid: k.created_at if i == 0 or k.immediate else k.created_at + stage_seconds
+            for i, k in enumerate(self.keys)
+        }
+        #: When each key stopped (or will stop) signing: the first activation of a newer key.
+        self._superseded = {
+            k.kid: min((self._activation[n.kid] for n in self.keys[i + 1 :]), default=None)
+            for i, k in enumerate(self.keys)
+        }
 
-    @property
-    def signing(self) -> SigningKey:
-        return self.keys[-1]
+    def activation(self, key: SigningKey) -> int:
+        """When ``key`` may start signing (it does if no newer key has activated by then)."""
+        return self._activation[key.kid]
+
+    def retires_at(self, key: SigningKey) -> int | None:
+        """When every token ``key`` can have signed has expired; ``None`` while nothing newer
+        has been generated."""
+        superseded = self._superseded[key.kid]
+        return None if superseded is None else superseded + self.retire_after
+
+    def signing_key(self, now: int) -> SigningKey:
+        """The key that signs at ``now``: the newest one past its activation."""
+        for key in reversed(self.keys):
+            if self._activation[key.kid] <= now:
+                return key
+        return self.keys[0]  # every key stamped after ``now``: a clock behind the key files
 
     def status(self, key: SigningKey, now: int) -> str:
-        """``signing``, ``published`` (verifies older tokens) or ``retired``."""
-        if key is self.signing:
+        """``staged`` (published, signs from its activation), ``signing``, ``published``
+        (verifies the tokens it signed) or ``retired``."""
+        signing = self.signing_key(now)
+        if key.kid == signing.kid:
             return "signing"
-        successor = self.keys[self.keys.index(key) + 1]
-        return "published" if now < successor.created_at + self.retire_after else "retired"
+        if (key.created_at, key.kid) > (signing.created_at, signing.kid):
+            return "staged"
+        retires_at = self.retires_at(key)
+        return "published" if retires_at is None or now < retires_at else "retired"
 
     def published(self, now: int) -> list[SigningKey]:
         return [k for k in self.keys if self.status(k, now) != "retired"]
 
     def verification_key(self, kid: str, now: int) -> SigningKey | None:
-        """The key for ``kid`` if it is still published, else ``None``."""
+        """The key for ``kid`` if it is still published (staged keys included: a replica whose
+        clock runs ahead may sign with one a moment early), else ``None``."""
         key = self._by_kid.get(kid)
         if key is None or self.status(key, now) == "retired":
             return None
@@ -185,14 +248,33 @@ class KeyStore:
     """The key directory, reloaded when its listing changes (checked at most every few seconds),
     so a key rotated by another process is picked up without a restart."""
 
-    def __init__(self, keys_dir: Path, retire_after: int, check_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        keys_dir: Path,
+        retire_after: int,
+        check_interval: float = 5.0,
+        *,
+        stage_seconds: int,
+    ) -> None:
         self.keys_dir = keys_dir
         self.retire_after = retire_after
+        self.stage_seconds = stage_seconds
         self.check_interval = check_interval
         self._lock = threading.Lock()
         self._listing: tuple[str, ...] = ()
         self._checked = 0.0
         self._ring = self._load()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> KeyStore:
+        """The key directory as the settings say to read it: a superseded key is retired once
+        every token it signed has expired, a new key signs after its stage."""
+        return cls(
+            settings.keys_dir,
+            settings.max_token_ttl + settings.leeway,
+            settings.keys_reload_seconds,
+            stage_seconds=settings.key_stage_seconds,
+        )
 
     def _scan(self) -> tuple[str, ...]:
         if not self.keys_dir.is_dir():
@@ -203,7 +285,11 @@ class KeyStore:
         listing = self._scan()
         if not listing:
             raise KeyFileError(f"{self.keys_dir}: no signing keys (run 'sts keys generate')")
-        ring = KeyRing([load_key(self.keys_dir / name) for name in listing], self.retire_after)
+        ring = KeyRing(
+            [load_key(self.keys_dir / name) for name in listing],
+            self.retire_after,
+            stage_seconds=self.stage_seconds,
+        )
         self._listing, self._checked = listing, time.monotonic()
         return ring
 

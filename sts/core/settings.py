@@ -24,6 +24,10 @@ NOT_SETTINGS = ("STS_CONFIG_FILE",)
 NOT_SETTINGS_PREFIXES = ("STS_TEST_", "STS_FUZZ_")
 DEFAULT_CONFIG_FILE = Path("config/sts.toml")
 SIGNING_ALGORITHMS = ("ES256", "EdDSA", "RS256")
+#: How long HTTP caches may keep ``/jwks.json`` (its ``Cache-Control: max-age``), seconds.
+JWKS_MAX_AGE = 60
+#: Longest stage a new signing key may be given, seconds.
+MAX_KEY_STAGE_SECONDS = 7 * 86400
 
 
 class SettingsError(Exception):
@@ -82,6 +86,10 @@ class Settings:
     max_token_bytes: int = 16384
     #: How often the key directory is checked for a rotated key, seconds.
     keys_reload_seconds: int = 5
+    #: How long a new signing key is published before it signs, seconds: longer than any
+    #: verifier caches the JWKS (HTTP caches up to ``JWKS_MAX_AGE``, the SDK's 300 s) plus
+    #: ``keys_reload_seconds``, so no verifier meets a token signed by a key it does not know.
+    key_stage_seconds: int = 600
     #: Timeout for fetching a remote JWKS (client or trusted issuer), seconds.
     jwks_fetch_timeout: float = 3.0
     #: How long a fetched JWKS is cached, seconds.
@@ -152,6 +160,7 @@ class Settings:
             raise SettingsError("STS_LEEWAY must be between 0 and 300 seconds")
         if not self.leeway <= self.verifier_leeway <= 3600:
             raise SettingsError("STS_VERIFIER_LEEWAY must be between STS_LEEWAY and 3600 seconds")
+        self._validate_key_stage()
         if self.token_ttl > self.max_token_ttl:
             raise SettingsError("STS_TOKEN_TTL must not exceed STS_MAX_TOKEN_TTL")
         if not 0 < self.jwks_fetch_timeout < math.inf:
@@ -167,6 +176,20 @@ class Settings:
         if self.demo_registry and self.is_production:
             raise SettingsError("STS_DEMO_REGISTRY is for development only")
         return self
+
+    def _validate_key_stage(self) -> None:
+        if not 0 <= self.key_stage_seconds <= MAX_KEY_STAGE_SECONDS:
+            raise SettingsError(
+                f"STS_KEY_STAGE_SECONDS must be between 0 and {MAX_KEY_STAGE_SECONDS} seconds"
+            )
+        least = JWKS_MAX_AGE + self.keys_reload_seconds
+        if self.is_production and self.key_stage_seconds < least:
+            # Shorter, and a verifier still holding the JWKS from before the rotation (an HTTP
+            # cache, a replica that has not rescanned the key directory) refuses valid tokens.
+            raise SettingsError(
+                f"STS_KEY_STAGE_SECONDS must be at least {least} seconds in production "
+                f"(the JWKS cache time {JWKS_MAX_AGE} s plus STS_KEYS_RELOAD_SECONDS)"
+            )
 
     @classmethod
     def load(

@@ -63,7 +63,7 @@ def issue(
         actor_jti=origin.actor_jti,
         actor_issuer=origin.actor_issuer,
     )
-    signed = token.sign(keys.ring.signing)
+    signed = token.sign(keys.ring.signing_key(token.iat))
     store.record_issued(
         lineage,
         AuditRecord(

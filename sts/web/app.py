@@ -15,7 +15,7 @@ from sts.core import errors, logs
 from sts.core.clock import Clock
 from sts.core.ports import Store
 from sts.core.response import Response as EndpointResponse
-from sts.core.settings import Settings
+from sts.core.settings import JWKS_MAX_AGE, Settings
 from sts.oauth import feed, rfc7009, rfc7662
 from sts.oauth.audit_facts import Denied
 from sts.oauth.rfc6749 import OAuthRequest
@@ -80,7 +80,8 @@ def oauth_metadata() -> Response:
 def jwks() -> Response:
     rt = runtime()
     return _json(
-        rt.keys.ring.jwks(rt.clock.now()), headers=[("Cache-Control", "public, max-age=60")]
+        rt.keys.ring.jwks(rt.clock.now()),
+        headers=[("Cache-Control", f"public, max-age={JWKS_MAX_AGE}")],
     )
 
 
@@ -98,7 +99,7 @@ def readyz() -> Response:
     except Exception as exc:
         checks["database"] = "unavailable" if is_unavailable(exc) else "error"
     try:
-        rt.keys.ring.signing  # noqa: B018 - loads or reloads the key ring
+        rt.keys.ring.signing_key(rt.clock.now())  # loads or reloads the key ring
         checks["keys"] = "ok"
     except Exception:
         checks["keys"] = "error"
