@@ -23,6 +23,7 @@ from sts.cli.support import (
     json_option,
     load_settings,
     now_seconds,
+    say,
 )
 from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import load_hash_key
@@ -47,7 +48,7 @@ def db() -> None:
 def db_upgrade(as_json: bool) -> None:
     """Migrate the registry schema to the newest revision."""
     revision = upgrade(load_settings().database_url)
-    emit(as_json, {"revision": revision}, lambda: click.echo(f"database at revision {revision}"))
+    emit(as_json, {"revision": revision}, lambda: say(f"database at revision {revision}"))
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -92,9 +93,7 @@ def keys_generate(alg: str | None, immediate: bool, as_json: bool) -> None:
         "signs_at": signs_at,
     }
     when = "signs now" if status == "signing" else f"signs from {iso_time(signs_at)}"
-    emit(
-        as_json, data, lambda: click.echo(f"generated {key.alg} key {key.kid} (published; {when})")
-    )
+    emit(as_json, data, lambda: say(f"generated {key.alg} key {key.kid} (published; {when})"))
 
 
 @keys.command("list")
@@ -124,7 +123,7 @@ def keys_list(as_json: bool) -> None:
                 "staged": f"  signs from {iso_time(signs_at)}",
                 "published": f"  until {iso_time(retires_at)}",
             }.get(status, "")
-            click.echo(f"{k.kid}  {k.alg:6}  {iso_time(k.created_at)}  {status}{when}")
+            say(f"{k.kid}  {k.alg:6}  {iso_time(k.created_at)}  {status}{when}")
 
     emit(as_json, rows, human)
 
@@ -148,9 +147,9 @@ def serve(host: str, port: int, demo: bool) -> None:
         if settings.is_production:
             raise click.ClickException("--demo is for development only")
         upgrade(settings.database_url)
-        seed_demo_registry(settings, click.echo)
+        seed_demo_registry(settings, say)
     app = create_app(settings)
-    click.echo(f"Chain STS {settings.issuer} listening on http://{host}:{port}")
+    say(f"Chain STS {settings.issuer} listening on http://{host}:{port}")
     app.run(host=host, port=port, threaded=True)
 
 

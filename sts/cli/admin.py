@@ -12,6 +12,7 @@ from sts.cli.support import (
     load_settings,
     now_seconds,
     open_store,
+    say,
     secret_hasher,
 )
 from sts.services import nhis
@@ -43,9 +44,11 @@ def admin_bootstrap(name: str, owner: str, as_json: bool) -> None:
     data = {"client_id": view.client_id, "client_secret": secret, "scope": view.scopes}
 
     def human() -> None:
-        click.echo(
-            f"client_id:     {view.client_id}\nclient_secret: {secret}\nscope:         "
-            f"{view.scopes}\n(the secret is shown only once; store it now)\n"
+        say(f"client_id:     {view.client_id}")
+        say(f"client_secret: {secret}")
+        say(f"scope:         {view.scopes}")
+        say("(the secret is shown only once; store it now)")
+        say(
             f"Get an admin token: POST {settings.issuer.rstrip('/')}/token with "
             "grant_type=client_credentials and these credentials (HTTP Basic)."
         )

@@ -14,6 +14,7 @@ from sts.cli.support import (
     json_option,
     now_seconds,
     open_store,
+    say,
 )
 from sts.services import lineage, rules
 
@@ -33,10 +34,13 @@ def _subject(r: dict[str, Any]) -> str:
 
 
 def _print_rule(r: dict[str, Any]) -> None:
-    click.echo(
-        f"{r['id']}  {r['status']}\n  actor:    {r['actor']}\n"
-        f"  targets:  {' '.join(r['targets'])}\n  scope:    {r['scope'] or '-'}\n"
-        f"  subject:  {_subject(r)}\n  upstream: {r['upstream'] or '-'}\n"
+    say(f"{r['id']}  {r['status']}")
+    say(f"  actor:    {r['actor']}")
+    say(f"  targets:  {' '.join(r['targets'])}")
+    say(f"  scope:    {r['scope'] or '-'}")
+    say(f"  subject:  {_subject(r)}")
+    say(f"  upstream: {r['upstream'] or '-'}")
+    say(
         f"  max depth {r['max_depth'] or '-'}, max ttl {r['max_ttl'] or '-'}, "
         f"expires {iso_time(r['expires_at'])}"
     )
@@ -115,12 +119,12 @@ def rule_list(
 
     def human() -> None:
         for r in items:
-            click.echo(
+            say(
                 f"{r['id']}  {r['status']:8}  {r['actor']} -> {','.join(r['targets'])}"
                 f"  [{r['scope']}]  subject={r['subject']}"
                 + (f" issuer={r['subject_issuer']}" if r["subject_issuer"] else "")
             )
-        click.echo(f"({len(items)} of {total})")
+        say(f"({len(items)} of {total})")
 
     emit(as_json, {"items": items, "total": total}, human)
 
@@ -147,7 +151,7 @@ def rule_disable(rule_id: str, reason: str, as_json: bool) -> None:
         found = rules.disable_rule(
             store, rule_id, now=now_seconds(), admin=administrator(), reason=reason
         )
-    emit(as_json, found, lambda: click.echo(f"{rule_id} disabled"))
+    emit(as_json, found, lambda: say(f"{rule_id} disabled"))
 
 
 @click.group()
@@ -159,7 +163,7 @@ def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
     for i, node in enumerate(nodes):
         last = i == len(nodes) - 1
         branch = "" if not indent and not node["parent_jti"] else ("└─ " if last else "├─ ")
-        click.echo(
+        say(
             f"{indent}{branch}{node['jti']}  {node['actor']} -> {node['target']}  "
             f"[{node['scope']}]  exp {iso_time(node['expires_at'])}  "
             f"rule {node['rule_id'] or '-'}  {node['status']}"
@@ -180,9 +184,7 @@ def chain_show(jti: str | None, txn: str | None, as_json: bool) -> None:
 
     def human() -> None:
         first = roots[0]
-        click.echo(
-            f"txn {first['txn']}  subject {first['subject']} (issuer {first['subject_issuer']})"
-        )
+        say(f"txn {first['txn']}  subject {first['subject']} (issuer {first['subject_issuer']})")
         _print_tree(roots)
 
     emit(as_json, roots, human)

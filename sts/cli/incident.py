@@ -18,6 +18,7 @@ from sts.cli.support import (
     load_settings,
     now_seconds,
     open_store,
+    say,
 )
 from sts.services import audit as audit_service
 from sts.services import gc as gc_service
@@ -54,14 +55,14 @@ def _revoke_command(kind: str, argument: str, help_text: str) -> None:
 
         def human() -> None:
             verb = "would revoke" if dry_run else "revoked"
-            click.echo(
+            say(
                 f"{verb} {kind} {target}: {result.tokens} live token(s) in "
                 f"{result.transactions} transaction(s)"
             )
             for jti in result.jtis[:20]:
-                click.echo(f"  {jti}")
+                say(f"  {jti}")
             if result.tokens > 20:
-                click.echo(f"  ... and {result.tokens - 20} more (--json lists up to 1000)")
+                say(f"  ... and {result.tokens - 20} more (--json lists up to 1000)")
 
         emit(as_json, result.as_dict(), human)
 
@@ -106,28 +107,29 @@ def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
 
     def human() -> None:
         init = story["initiated_by"]
-        click.echo(
-            f"transaction {story['txn']}\ninitiated by {init['subject']} "
-            f"(issuer {init['issuer'] or 'not recorded'}) at {iso_time(init['at'])}, first client "
-            f"{init['first_client']}\nexecuted by {' -> '.join(story['executed_by'])}"
+        say(f"transaction {story['txn']}")
+        say(
+            f"initiated by {init['subject']} (issuer {init['issuer'] or 'not recorded'}) at "
+            f"{iso_time(init['at'])}, first client {init['first_client']}"
         )
+        say(f"executed by {' -> '.join(story['executed_by'])}")
         for hop in story["hops"]:
-            click.echo(
+            say(
                 f"  hop {hop['depth']}: {hop['actor']} (credential "
                 f"{hop['credential_id'] or '-'}) -> {hop['target']} [{hop['scope']}] "
                 f"rule {hop['rule_id'] or '-'} {hop['status']} jti {hop['jti']}"
             )
         for event in story["denied"]:
-            click.echo(
+            say(
                 f"  denied {iso_time(event['at'])}: {event['client_id']} -> "
                 f"{event['target'] or '-'}: {event['reason']}"
             )
         for rev in story["revocations"]:
-            click.echo(
+            say(
                 f"  revoked {iso_time(rev['at'])} by {rev['revoked_by']}: {rev['kind']} "
                 f"{rev['target']} ({rev['reason'] or 'no reason given'})"
             )
-        click.echo("  accessed: not reported by resource servers")
+        say("  accessed: not reported by resource servers")
 
     emit(as_json, story, human)
 
@@ -164,7 +166,7 @@ def audit_list(
 
     def human() -> None:
         for e in events:
-            click.echo(
+            say(
                 f"{iso_time(e['at'])}  {e['event']:24} {e['decision']:8} "
                 f"{e['client_id'] or '-':20} {e['subject'] or '-':20} {e['reason']}"
             )
@@ -199,7 +201,7 @@ def gc(retention_days: int | None, as_json: bool) -> None:
     emit(
         as_json,
         result,
-        lambda: click.echo(
+        lambda: say(
             f"removed {result['lineage_rows']} lineage rows expired before "
             f"{iso_time(result['cutoff'])} and {result['assertion_jtis']} used assertion ids"
         ),

@@ -15,6 +15,7 @@ from sts.cli.support import (
     load_settings,
     now_seconds,
     open_store,
+    say,
     secret_hasher,
 )
 from sts.services import credentials, issuers, nhis
@@ -28,16 +29,17 @@ def nhi() -> None:
 
 
 def _print_nhi(view: nhis.NhiView) -> None:
-    click.echo(
-        f"client_id: {view.client_id}\nkind:      {view.kind}\nsub:       {view.sub}\n"
-        f"owner:     {view.owner or '-'}\nstatus:    {view.status}"
-        + (f" ({view.status_reason})" if view.status_reason else "")
-        + f"\nscope:     {view.scopes or '-'}\ngrants:    {' '.join(view.grants)}"
-    )
+    say(f"client_id: {view.client_id}")
+    say(f"kind:      {view.kind}")
+    say(f"sub:       {view.sub}")
+    say(f"owner:     {view.owner or '-'}")
+    say(f"status:    {view.status}" + (f" ({view.status_reason})" if view.status_reason else ""))
+    say(f"scope:     {view.scopes or '-'}")
+    say(f"grants:    {' '.join(view.grants)}")
     for uri in view.resources:
-        click.echo(f"resource:  {uri}")
+        say(f"resource:  {uri}")
     for cred in view.credentials:
-        click.echo(
+        say(
             f"credential: {cred['id']} {cred['type']} {cred['status']}"
             + (f" expires {iso_time(cred['expires_at'])}" if cred["expires_at"] else "")
         )
@@ -104,10 +106,10 @@ def nhi_create(
     }
 
     def human() -> None:
-        click.echo(f"client_id:     {view.client_id}")
+        say(f"client_id:     {view.client_id}")
         if secret:
-            click.echo(f"client_secret: {secret}")
-            click.echo("(the secret is shown only once; store it now)")
+            say(f"client_secret: {secret}")
+            say("(the secret is shown only once; store it now)")
 
     emit(as_json, data, human)
 
@@ -126,8 +128,8 @@ def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_j
 
     def human() -> None:
         for v in views:
-            click.echo(f"{v.client_id:32} {v.kind:9} {v.status:9} {v.sub}")
-        click.echo(f"({len(views)} of {total})")
+            say(f"{v.client_id:32} {v.kind:9} {v.status:9} {v.sub}")
+        say(f"({len(views)} of {total})")
 
     emit(as_json, {"items": [v.as_dict() for v in views], "total": total}, human)
 
@@ -154,7 +156,7 @@ def nhi_disable(name: str, reason: str, as_json: bool) -> None:
         view = nhis.set_nhi_status(
             store, name, status="disabled", reason=reason, now=now_seconds(), admin=administrator()
         )
-    emit(as_json, view.as_dict(), lambda: click.echo(f"{name} disabled"))
+    emit(as_json, view.as_dict(), lambda: say(f"{name} disabled"))
 
 
 @nhi.command("enable")
@@ -167,7 +169,7 @@ def nhi_enable(name: str, as_json: bool) -> None:
         view = nhis.set_nhi_status(
             store, name, status="active", reason="", now=now_seconds(), admin=administrator()
         )
-    emit(as_json, view.as_dict(), lambda: click.echo(f"{name} enabled"))
+    emit(as_json, view.as_dict(), lambda: say(f"{name} enabled"))
 
 
 @nhi.group("secret")
@@ -201,10 +203,8 @@ def nhi_secret_rotate(name: str, grace: int, as_json: bool) -> None:
     data = {"client_id": name, "credential_id": cred_id, "client_secret": secret, "grace": grace}
 
     def human() -> None:
-        click.echo(
-            f"client_secret: {secret}\n(the secret is shown only once; "
-            f"previous secrets stop working in {grace}s)"
-        )
+        say(f"client_secret: {secret}")
+        say(f"(the secret is shown only once; previous secrets stop working in {grace}s)")
 
     emit(as_json, data, human)
 
@@ -255,7 +255,7 @@ def issuer_add(
             now=now_seconds(),
             admin=administrator(),
         )
-    emit(as_json, data, lambda: click.echo(f"trusted issuer {iss} added"))
+    emit(as_json, data, lambda: say(f"trusted issuer {iss} added"))
 
 
 @issuer.command("list")
@@ -268,6 +268,6 @@ def issuer_list(as_json: bool) -> None:
 
     def human() -> None:
         for r in rows:
-            click.echo(f"{r['issuer']}  {r['status']}  {r['jwks_uri'] or 'inline JWKS'}")
+            say(f"{r['issuer']}  {r['status']}  {r['jwks_uri'] or 'inline JWKS'}")
 
     emit(as_json, rows, human)

@@ -4,6 +4,10 @@ A service's refusal (:class:`~sts.services.errors.ServiceError`) becomes, here a
 here, one line on stderr, ``error (<code>): <message>``, and exit status
 :data:`EXIT_REFUSED`; configuration, key-file and database faults are one-line click errors
 (exit status 1).
+
+Human output shows strings that clients and tokens supplied (a ``client_id``, a ``sub``, a
+denial's target): every line goes through :func:`say`, which escapes control characters, so
+no value can end a line, rewrite the terminal or forge an audit line. ``--json`` is JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +36,27 @@ from sts.store.migrate import MigrationRefused
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit status when the registry refuses the command's input (unknown, conflicting, invalid).
 EXIT_REFUSED = 2
+
+#: C0 controls, DEL, C1 controls, the Unicode line and paragraph separators, and the
+#: bidirectional formatting characters (which reorder what a terminal shows).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line, its control characters escaped (``\\x1b``, ``\\r``, ``\\u2028``)."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def say(line: str = "") -> None:
+    """Print one line of human output; whatever a value holds, it stays one line."""
+    click.echo(printable(line))
 
 
 def now_seconds() -> int:
@@ -90,7 +116,7 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ServiceError as exc:
-            click.echo(f"error ({exc.code}): {exc.message}", err=True)
+            click.echo(printable(f"error ({exc.code}): {exc.message}"), err=True)
             sys.exit(EXIT_REFUSED)
         except (KeyFileError, SettingsError, MigrationRefused) as exc:
             raise click.ClickException(str(exc)) from None
