@@ -181,3 +181,9 @@ def test_errors_when_a_refusal_quotes_them_then_one_escaped_line():
     assert (refused.exit_code, refused.stdout) == (2, "")
     assert refused.stderr == f"error (invalid): no such thing: {EVIL_SHOWN}\n"
 
+
+def test_errors_when_usage_quotes_them_then_one_escaped_line(sts):
+    usage = sts("audit", "list", "--decision", EVIL, code=2)
+    assert usage.stdout == ""
+    assert usage.stderr.count("\n") == 1
+    assert EVIL_SHOWN in usage.stderr

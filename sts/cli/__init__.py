@@ -17,6 +17,7 @@ from sts.cli.delegation import chain, rule
 from sts.cli.incident import audit, gc, revoke
 from sts.cli.registry import issuer, nhi
 from sts.cli.support import (
+    StsGroup,
     emit,
     handles_errors,
     iso_time,
@@ -31,7 +32,7 @@ from sts.core.settings import SIGNING_ALGORITHMS, Settings
 from sts.store.migrate import upgrade
 
 
-@click.group()
+@click.group(cls=StsGroup)
 def main() -> None:
     """Chain STS: OAuth 2.0 token exchange with identity chaining."""
 
@@ -131,7 +132,7 @@ def keys_list(as_json: bool) -> None:
 # -- serve ----------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--demo", is_flag=True, help="Migrate and seed a demo registry first (dev only).")
 @handles_errors
 def serve(host: str, port: int, demo: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from sts.cli.support import (
+    MAX_OFFSET,
     administrator,
     emit,
     handles_errors,
@@ -105,7 +106,7 @@ def rule_create(
 @click.option("--actor", default=None)
 @click.option("--status", type=click.Choice(["enabled", "disabled"]), default=None)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--offset", default=0, type=click.IntRange(0, MAX_OFFSET))
 @json_option
 @handles_errors
 def rule_list(

@@ -10,6 +10,7 @@ import click
 from tqdm import tqdm
 
 from sts.cli.support import (
+    MAX_TIME,
     administrator,
     emit,
     handles_errors,
@@ -26,6 +27,9 @@ from sts.services import revocation
 from sts.services.errors import Invalid
 from sts.store.admin import admin_store
 from sts.store.db import create_engine
+
+#: The longest ``sts gc --retention-days``: a century.
+MAX_RETENTION_DAYS = 36_500
 
 
 @click.group()
@@ -87,12 +91,16 @@ def audit() -> None:
 def _since(value: str | None) -> int | None:
     if value is None:
         return None
-    if value.isdigit():
-        return int(value)
     try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-    except ValueError:
+        if value.isascii() and value.isdigit():
+            since = int(value)
+        else:
+            since = int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except (ValueError, OverflowError):
         raise Invalid("--since takes an ISO 8601 time or epoch seconds") from None
+    if not 0 <= since <= MAX_TIME:
+        raise Invalid("--since must be a time from 1970 to 9999")
+    return since
 
 
 @audit.command("show")
@@ -177,7 +185,7 @@ def audit_list(
 @click.command()
 @click.option(
     "--retention-days",
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_RETENTION_DAYS),
     default=None,
     help="Keep rows this long after expiry (default: STS_LINEAGE_RETENTION_DAYS).",
 )

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from sts.cli.support import (
+    MAX_OFFSET,
+    MAX_SECONDS,
     administrator,
     emit,
     handles_errors,
@@ -118,7 +120,7 @@ def nhi_create(
 @click.option("--kind", default=None)
 @click.option("--status", default=None, type=click.Choice(["active", "disabled"]))
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--offset", default=0, type=click.IntRange(0, MAX_OFFSET))
 @json_option
 @handles_errors
 def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
@@ -183,7 +185,7 @@ def nhi_secret() -> None:
     "--grace",
     default=3600,
     show_default=True,
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_SECONDS),
     help="Seconds the current secrets keep working (0: stop now).",
 )
 @json_option

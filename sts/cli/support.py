@@ -3,7 +3,7 @@
 A service's refusal (:class:`~sts.services.errors.ServiceError`) becomes, here and only
 here, one line on stderr, ``error (<code>): <message>``, and exit status
 :data:`EXIT_REFUSED`; configuration, key-file and database faults are one-line click errors
-(exit status 1).
+(exit status 1), and so is bad usage (an unknown option, a value out of range: exit status 2).
 
 Human output shows strings that clients and tokens supplied (a ``client_id``, a ``sub``, a
 denial's target): every line goes through :func:`say`, which escapes control characters, so
@@ -36,6 +36,12 @@ from sts.store.migrate import MigrationRefused
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit status when the registry refuses the command's input (unknown, conflicting, invalid).
 EXIT_REFUSED = 2
+#: The latest time a command takes or prints: 9999-12-31T23:59:59Z.
+MAX_TIME = 253_402_300_799
+#: The largest count of seconds a command takes (a grace period): 68 years.
+MAX_SECONDS = 2**31 - 1
+#: The largest offset into a listing.
+MAX_OFFSET = 2**31 - 1
 
 #: C0 controls, DEL, C1 controls, the Unicode line and paragraph separators, and the
 #: bidirectional formatting characters (which reorder what a terminal shows).
@@ -65,8 +71,13 @@ def now_seconds() -> int:
 
 
 def iso_time(ts: int | None) -> str:
-    """A recorded time for people (``-`` when there is none)."""
-    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A recorded time for people (``-`` when there is none, the number when no calendar
+    date can say it)."""
+    if ts is None:
+        return "-"
+    if not 0 <= ts <= MAX_TIME:
+        return str(ts)
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def administrator() -> str:
@@ -134,3 +145,46 @@ def handles_errors(fn: F) -> F:
 json_option: Callable[[F], F] = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON for scripts."
 )
+
+
+class OneLineError(click.ClickException):
+    """A click error told in one line (click prints a usage error as the usage, a hint and the
+    error: three lines a script cannot tell from output)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
+
+
+class OneLineUsageError(OneLineError):
+    exit_code = 2
+
+
+@contextmanager
+def _errors_in_one_line() -> Iterator[None]:
+    try:
+        yield
+    except (click.exceptions.NoArgsIsHelpError, OneLineError):
+        raise  # a bare ``sts`` or ``sts nhi`` prints its help
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        raise OneLineUsageError(exc.format_message() + hint) from None
+    except click.ClickException as exc:
+        raise OneLineError(exc.format_message()) from None
+
+
+class StsGroup(click.Group):
+    """The ``sts`` command: every error of every subcommand is one line on stderr."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _errors_in_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _errors_in_one_line():
+            return super().invoke(ctx)

@@ -20,6 +20,8 @@ from sts.store.rules import ANY_TARGET, RuleRecord, RuleTerms
 
 #: Largest ``max_ttl`` a rule can store (a 32-bit column); the global maximum applies too.
 MAX_TTL = 2**31 - 1
+#: The latest expiry a rule can have, 9999-12-31T23:59:59Z: any later has no ISO 8601 date.
+MAX_EXPIRY = 253_402_300_799
 
 
 def parse_subject(value: str) -> tuple[str, str]:
@@ -66,6 +68,8 @@ def parse_expiry(value: str | None, now: int) -> int | None:
     expires = int(moment.timestamp())
     if expires <= now:
         raise Invalid("expires must be in the future", "expires")
+    if expires > MAX_EXPIRY:
+        raise Invalid("expires must be before the year 10000 (UTC)", "expires")
     return expires
 
 
