@@ -8,6 +8,7 @@ import click
 
 from sts.cli.support import (
     MAX_OFFSET,
+    TAKES_IDS,
     administrator,
     emit,
     handles_errors,
@@ -130,7 +131,7 @@ def rule_list(
     emit(as_json, {"items": items, "total": total}, human)
 
 
-@rule.command("show")
+@rule.command("show", context_settings=TAKES_IDS)
 @click.argument("rule_id")
 @json_option
 @handles_errors
@@ -141,7 +142,7 @@ def rule_show(rule_id: str, as_json: bool) -> None:
     emit(as_json, found, lambda: _print_rule(found))
 
 
-@rule.command("disable")
+@rule.command("disable", context_settings=TAKES_IDS)
 @click.argument("rule_id")
 @click.option("--reason", default="")
 @json_option
@@ -173,7 +174,7 @@ def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
         _print_tree(node["children"], indent + ("   " if last else "│  "))
 
 
-@chain.command("show")
+@chain.command("show", context_settings=TAKES_IDS)
 @click.argument("jti", required=False)
 @click.option("--txn", default=None, help="Show a whole transaction.")
 @json_option

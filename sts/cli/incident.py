@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from sts.cli.support import (
     MAX_TIME,
+    TAKES_IDS,
     administrator,
     emit,
     handles_errors,
@@ -38,7 +39,7 @@ def revoke() -> None:
 
 
 def _revoke_command(kind: str, argument: str, help_text: str) -> None:
-    @revoke.command(kind, help=help_text)
+    @revoke.command(kind, help=help_text, context_settings=TAKES_IDS)
     @click.argument(argument)
     @click.option("--reason", default="", help="Why (kept in the audit trail).")
     @click.option("--dry-run", is_flag=True, help="Only show what would die (the blast radius).")

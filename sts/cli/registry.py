@@ -9,6 +9,7 @@ import click
 from sts.cli.support import (
     MAX_OFFSET,
     MAX_SECONDS,
+    TAKES_IDS,
     administrator,
     emit,
     handles_errors,
@@ -136,7 +137,7 @@ def nhi_list(kind: str | None, status: str | None, limit: int, offset: int, as_j
     emit(as_json, {"items": [v.as_dict() for v in views], "total": total}, human)
 
 
-@nhi.command("show")
+@nhi.command("show", context_settings=TAKES_IDS)
 @click.argument("name")
 @json_option
 @handles_errors
@@ -147,7 +148,7 @@ def nhi_show(name: str, as_json: bool) -> None:
     emit(as_json, view.as_dict(), lambda: _print_nhi(view))
 
 
-@nhi.command("disable")
+@nhi.command("disable", context_settings=TAKES_IDS)
 @click.argument("name")
 @click.option("--reason", required=True)
 @json_option
@@ -161,7 +162,7 @@ def nhi_disable(name: str, reason: str, as_json: bool) -> None:
     emit(as_json, view.as_dict(), lambda: say(f"{name} disabled"))
 
 
-@nhi.command("enable")
+@nhi.command("enable", context_settings=TAKES_IDS)
 @click.argument("name")
 @json_option
 @handles_errors
@@ -179,7 +180,7 @@ def nhi_secret() -> None:
     """Client secrets."""
 
 
-@nhi_secret.command("rotate")
+@nhi_secret.command("rotate", context_settings=TAKES_IDS)
 @click.argument("name")
 @click.option(
     "--grace",
