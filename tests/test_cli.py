@@ -26,6 +26,7 @@ from sts.core.secrets import HASH_KEY_FILE, SecretHasher, load_hash_key
 from sts.store.db import create_engine
 from sts.store.migrate import upgrade
 from sts.store.models import Credential, Nhi
+from sts.web.devserver import PathOnlyRequestHandler
 from tests.helpers import KeyPair
 from tests.test_migrations import PG_DB, fresh_postgres, head
 
@@ -572,7 +573,8 @@ def test_serve_when_demo_then_migrated_seeded_and_issuer_follows_port(
     assert "secrets in var/demo-credentials.json" in out
     assert "Chain STS http://127.0.0.1:8123 listening on http://127.0.0.1:8123" in out
     assert served == [
-        {"issuer": "http://127.0.0.1:8123", "host": "127.0.0.1", "port": 8123, "threaded": True}
+        {"issuer": "http://127.0.0.1:8123", "host": "127.0.0.1", "port": 8123, "threaded": True,
+         "request_handler": PathOnlyRequestHandler}
     ]
     saved = tmp_path / "var" / "demo-credentials.json"
     assert saved.stat().st_mode & 0o777 == 0o600

@@ -138,6 +138,7 @@ def keys_list(as_json: bool) -> None:
 def serve(host: str, port: int, demo: bool) -> None:
     """Run the development server (production: gunicorn, see config/gunicorn.conf.py)."""
     from sts.web import create_app
+    from sts.web.devserver import PathOnlyRequestHandler
     from sts_demo.registry import seed_demo_registry
 
     settings = load_settings()
@@ -151,7 +152,8 @@ def serve(host: str, port: int, demo: bool) -> None:
         seed_demo_registry(settings, say)
     app = create_app(settings)
     say(f"Chain STS {settings.issuer} listening on http://{host}:{port}")
-    app.run(host=host, port=port, threaded=True)
+    # Logs each request's path, never its query string (which may carry a token or secret).
+    app.run(host=host, port=port, threaded=True, request_handler=PathOnlyRequestHandler)
 
 
 # Command groups that live in their own modules.
