@@ -76,6 +76,7 @@ STATUS = {
     "unsupported_grant_type": 400,
 }
 MISSING_TOKEN = {"error": "invalid_request", "error_description": "Missing token."}
+TOO_LARGE = {"error": "invalid_request", "error_description": "Request too large."}
 METHODS = ["POST", "GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "PROPFIND"]
 ROUTED = {"POST", "GET", "PUT", "DELETE", "PATCH"}
 
@@ -567,6 +568,11 @@ def test_introspection_when_token_mutated_then_inactive(client, runtime, target,
                        headers=basic(agent.client_id, agent.secret))
     if not token:  # RFC 7662 §2.1: the token parameter is REQUIRED
         assert (resp.status_code, resp.json) == (400, MISSING_TOKEN)
+        return
+    # The body exactly as the test client encodes it (werkzeug's ``_urlencode``).
+    if len(urlencode({"token": token}, safe="!$'()*,/:;?@")) > runtime.settings.max_request_bytes:
+        # A mutation can outgrow the body limit (deep ``act``, escaped padding): refused whole.
+        assert (resp.status_code, resp.json) == (400, TOO_LARGE)
         return
     assert resp.status_code == 200, resp.data[:300]
     if same_signed_token(token, target.hop):
