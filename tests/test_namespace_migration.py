@@ -31,12 +31,12 @@ RULE = (
 )
 REFUSAL = (
     "the registry breaks the one namespace of NHI names (DESIGN §3): a name in aud, sub or act "
-    "must mean one NHI. Change one name of each pair below, then upgrade again (nothing was "
-    "changed):\n"
-    "  NHI 'data2': resource URI 'https://legacy.example.test/' is the client_id of NHI "
-    "'https://legacy.example.test/'\n"
-    "  NHI 'mal': sub 'svc' is the client_id of NHI 'svc'\n"
-    "  NHI 'shadow': sub 'https://data.example.test/api' is the resource URI of NHI 'data'"
+    "must mean one NHI. Change one name of each pair, then upgrade again (nothing was "
+    "changed): "
+    "NHI 'data2': resource URI 'https://legacy.example.test/' is the client_id of NHI "
+    "'https://legacy.example.test/'; "
+    "NHI 'mal': sub 'svc' is the client_id of NHI 'svc'; "
+    "NHI 'shadow': sub 'https://data.example.test/api' is the resource URI of NHI 'data'"
 )
 
 

@@ -62,13 +62,13 @@ def check_one_namespace() -> None:
     if not rows:
         return
     pairs = [
-        f"  NHI {r.nhi!r}: {r.field} {r.name!r} is the {r.other_field} of NHI {r.other!r}"
+        f"NHI {r.nhi!r}: {r.field} {r.name!r} is the {r.other_field} of NHI {r.other!r}"
         for r in rows
     ]
     raise MigrationRefused(
         "the registry breaks the one namespace of NHI names (DESIGN §3): a name in aud, sub "
-        "or act must mean one NHI. Change one name of each pair below, then upgrade again "
-        "(nothing was changed):\n" + "\n".join(pairs)
+        "or act must mean one NHI. Change one name of each pair, then upgrade again "
+        "(nothing was changed): " + "; ".join(pairs)
     )
 
 
