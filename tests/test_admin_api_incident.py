@@ -129,19 +129,20 @@ def test_three_hop_chain_when_provisioned_and_revoked_through_the_api_then_the_c
         {"kind": "nhi", "target": "agent", "reason": "prompt injection"},
         201,
     )
+    # Every hop: the first is addressed to the agent (DESIGN §7), the others it acted in.
     assert (
-        (blast["tokens"], blast["transactions"]) == (done["tokens"], done["transactions"]) == (2, 1)
+        (blast["tokens"], blast["transactions"]) == (done["tokens"], done["transactions"]) == (3, 1)
     )
-    assert blast["jtis"] == done["jtis"] == sorted(claims_of(t)["jti"] for t in tokens[1:])
+    assert blast["jtis"] == done["jtis"] == sorted(claims_of(t)["jti"] for t in tokens)
 
-    assert [active(client, scenario, t) for t in tokens] == [True, False, False]
+    assert [active(client, scenario, t) for t in tokens] == [False, False, False]
     again = exchange(client, scenario.nhis["tool"], tokens[1], audience="data")
     assert again.status_code == 400
     assert client_credentials(client, scenario.nhis["agent"]).status_code == 401
     assert admin.ok("GET", "/nhis/agent")["status"] == "disabled"
     story = admin.ok("GET", f"/tokens/{last['jti']}/audit")
     assert [(h["actor"], h["status"]) for h in story["hops"]] == [
-        ("web", "active"),
+        ("web", "revoked"),
         ("agent", "revoked"),
         ("tool", "revoked"),
     ]
@@ -165,7 +166,7 @@ def _walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ("txn", None, [True, True, True]),
         ("rule", "agent", [False, True, True]),
         ("issuer", "idp", [True, True, True]),
-        ("nhi", "tool", [False, False, True]),
+        ("nhi", "tool", [False, True, True]),  # the hop addressed to it, and its own
     ],
 )
 def test_revocation_when_each_kind_then_dry_run_matches_and_derived_tokens_die(

@@ -61,8 +61,9 @@ def test_demo_when_run_then_it_shows_the_chain_the_audit_and_the_revocation(tmp_
     assert "executed by   web -> agent -> tool" in out
     assert re.search(r"hop 3: tool -> data \[orders:read\]  credential cred_\w+  rule rule_\w+"
                      r"  active", out)
-    # The revocation, and the next request dying at the agent's hop.
-    assert "revoked nhi agent: 2 live token(s) in 1 transaction(s)" in out
+    # The revocation (the hop addressed to the agent and the two it acted in, DESIGN §7),
+    # and the next request dying at the agent's hop.
+    assert "revoked nhi agent: 3 live token(s) in 1 transaction(s)" in out
     request_2 = out.split("Request 2:")[1]
     assert ("hop 2  web -> agent: REFUSED by the STS: invalid_target (The requested target is "
             "unknown or not allowed.)") in request_2

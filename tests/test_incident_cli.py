@@ -279,12 +279,13 @@ def test_revoke_token_when_human_output_then_counts_and_jtis(world: World, sts: 
 def test_revoke_nhi_when_compromised_then_every_chain_through_it_dies(
     world: World, sts: Any
 ) -> None:
-    dead = {c.hops[d].jti for c in world.chains.values() for d in (1, 2)}
+    # From the hop addressed to the agent (DESIGN §7: it dies with the agent) to the last.
+    dead = {c.hops[d].jti for c in world.chains.values() for d in (0, 1, 2)}
 
     result = as_json(sts, "revoke", "nhi", "agent", "--reason", "compromised")
 
     assert (result["kind"], result["target"]) == ("nhi", "agent")
-    assert (result["tokens"], result["transactions"], set(result["jtis"])) == (6, 3, dead)
+    assert (result["tokens"], result["transactions"], set(result["jtis"])) == (9, 3, dead)
     assert set(feed_jtis(world.client, world.nhis["data"])) == dead
     shown = as_json(sts, "nhi", "show", "agent")
     assert shown["status"] == "disabled" and shown["status_reason"] == "compromised"
@@ -292,7 +293,7 @@ def test_revoke_nhi_when_compromised_then_every_chain_through_it_dies(
     [rev] = story["revocations"]
     assert (rev["kind"], rev["target"], rev["reason"]) == ("nhi", "agent", "compromised")
     [event] = as_json(sts, "audit", "list", "--event", "admin.revoke.nhi")
-    assert event["detail"]["reason"] == "compromised" and event["detail"]["tokens"] == 6
+    assert event["detail"]["reason"] == "compromised" and event["detail"]["tokens"] == 9
 
 
 @pytest.mark.parametrize(

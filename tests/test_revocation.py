@@ -312,11 +312,13 @@ def test_revoke_txn_when_revoked_then_every_hop_of_it_dies_and_siblings_live(
 
 
 def test_revoke_nhi_when_agent_revoked_then_every_chain_through_it_dies(world: World) -> None:
-    dead = all_hops(world, 2, 3)  # alice's two chains and bob's: the agent is in all of them
+    # alice's two chains and bob's: the agent is in all of them, from the hop addressed to it
+    # (DESIGN §7: a token addressed to a revoked NHI dies too) to the last.
+    dead = all_hops(world, 1, 2, 3)
 
     result = revoke_checked(world, "nhi", "agent", reason="compromised")
 
-    assert (result.tokens, result.transactions, set(result.jtis)) == (6, 3, dead)
+    assert (result.tokens, result.transactions, set(result.jtis)) == (9, 3, dead)
     assert_only_dead(world, dead, unusable=frozenset({"agent"}))
     agent = world.nhis["agent"]
     resp = client_credentials(world.client, agent)
@@ -471,4 +473,4 @@ def test_revoke_when_done_then_audited_with_admin_reason_and_count(world: World)
     assert events[0]["decision"] == "done"
     assert events[0]["detail"]["target"] == "agent"
     assert events[0]["detail"]["reason"] == "compromised"
-    assert events[0]["detail"]["tokens"] == 6
+    assert events[0]["detail"]["tokens"] == 9

@@ -146,7 +146,8 @@ class IssuedToken(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("nhi.id"), nullable=True, index=True)
     client_id: Mapped[str] = mapped_column(Name, index=True)
     credential_id: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
-    target: Mapped[str] = mapped_column(Uri)
+    #: The token's ``aud``: revoking or disabling that NHI reaches it (DESIGN §7).
+    target: Mapped[str] = mapped_column(Uri, index=True)
     scope: Mapped[str] = mapped_column(Text)
     rule_id: Mapped[str | None] = mapped_column(Id, nullable=True, index=True)
     #: The actor token the exchange was made with: our own token's ``jti``, or (for one from a

@@ -1,32 +1,40 @@
 """Revocation (DESIGN §7): a token, an NHI, a credential, a rule, an issuer or a transaction,
-and every live token derived from it at any depth.
+and every live token derived from it at any depth (:mod:`sts.store.derivation` says what
+derives from what). Disabling an NHI or a rule is the same containment: its tokens die for
+good, and enabling it again only allows new exchanges.
 
 Each call runs a bounded number of statements whatever the size of the blast radius: the
-affected set is one recursive walk down ``parent_jti`` from the seeds, marked by one UPDATE.
+affected set is one recursive walk from the seeds, marked by one UPDATE.
 
 Race freedom on PostgreSQL: an exchange holds ``FOR SHARE`` locks on the rows its decision
-rests on (its client's NHI row, the root row of its transaction, the rules it uses, the
-trusted issuer) until it commits. A revocation first takes ``FOR UPDATE`` on the same rows,
-so it either waits for an in-flight exchange to commit (and its marking statement, which runs
-later with a fresh snapshot, sees the new token), or the exchange waits for the revocation to
-commit and then reads the revoked state and refuses. SQLite serialises writers outright.
+rests on (its client's NHI and its target's, the root rows of the transactions of its subject
+and actor tokens, the rules it uses, the trusted issuer) until it commits. A revocation first
+takes ``FOR UPDATE`` on the same rows, so it either waits for an in-flight exchange to commit
+(and its marking statement, which runs later with a fresh snapshot, sees the new token), or
+the exchange waits for the revocation to commit and then reads the revoked state and refuses.
+A token derived through an actor token, or minted while the revocation waited for a rule or
+an issuer, may live in a transaction whose root was not locked yet: the marking statement
+returns every transaction it reached, and while one of them is new its root is locked and
+the marking runs again (no extra statement when none is). SQLite serialises writers outright.
 
 :func:`cascade` does the work and reports it; :func:`revoke` also writes the audit event
-naming who revoked (the protocol store's RFC 7009 path). Administrators come through
-:mod:`sts.services.revocation`, which checks the request and writes that event itself.
+naming the administrator. Administrators come through :mod:`sts.services.revocation` (and
+the disable of :mod:`sts.services.nhis` and :mod:`sts.services.rules`), which check the
+request and write their own event; a client revoking its own token (RFC 7009) comes through
+the protocol store, which records the client as who did it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, func, insert, literal, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import aliased
 
-from sts.core.domain import MAX_LINEAGE
 from sts.store.audit import record_admin_action
+from sts.store.derivation import UnknownTarget, derived, live, seeds
 from sts.store.models import (
     Credential,
     DelegationRule,
@@ -35,6 +43,8 @@ from sts.store.models import (
     Revocation,
     TrustedIssuer,
 )
+
+__all__ = ["KINDS", "Result", "RevocationRecord", "UnknownTarget", "cascade", "revoke"]
 
 KINDS = ("token", "nhi", "credential", "rule", "issuer", "txn")
 REVOCATION_LOCK = 8_626_017
@@ -90,96 +100,35 @@ class RevocationRecord:
     created_at: int
 
 
-class UnknownTarget(LookupError):
-    """Nothing of the kind to revoke goes by this name (for a token or a transaction: no
-    token of it is in the lineage)."""
-
-    def __init__(self, kind: str, target: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.target = target
-
-
-def _seeds(conn: Connection, kind: str, target: str) -> Select[Any]:
-    """The tokens revoked directly; the walk adds their descendants."""
-    token = IssuedToken
-    if kind == "token":
-        condition = token.jti == target
-    elif kind == "txn":
-        condition = token.txn == target
-    elif kind == "nhi":
-        row = conn.execute(select(Nhi.id).where(Nhi.client_id == target)).first()
-        if row is None:
-            raise UnknownTarget(kind, target)
-        condition = token.actor_id == row.id
-    elif kind == "credential":
-        if conn.execute(select(Credential.id).where(Credential.id == target)).first() is None:
-            raise UnknownTarget(kind, target)
-        condition = token.credential_id == target
-    elif kind == "rule":
-        if (
-            conn.execute(select(DelegationRule.id).where(DelegationRule.id == target)).first()
-            is None
-        ):
-            raise UnknownTarget(kind, target)
-        condition = token.rule_id == target
-    elif kind == "issuer":
-        if (
-            conn.execute(select(TrustedIssuer.id).where(TrustedIssuer.issuer == target)).first()
-            is None
-        ):
-            raise UnknownTarget(kind, target)
-        condition = token.subject_issuer == target
-    else:
-        raise ValueError(f"no revocation of kind {kind!r}")
-    if (
-        kind in ("token", "txn")
-        and conn.execute(select(token.jti).where(condition).limit(1)).first() is None
-    ):
-        raise UnknownTarget(kind, target)
-    return select(token.jti).where(condition)
-
-
-def _affected(seeds: Select[Any]) -> Any:
-    """Seeds and all their descendants: one recursive CTE over the parent_jti index."""
-    walk = seeds.add_columns(literal(0).label("n")).cte("affected", recursive=True)
-    child = aliased(IssuedToken)
-    return walk.union_all(
-        select(child.jti, (walk.c.n + 1).label("n"))
-        .join(walk, child.parent_jti == walk.c.jti)
-        .where(walk.c.n < MAX_LINEAGE)
-    )
-
-
-def _live(affected: Any, now: int) -> Select[str, str]:
-    return select(IssuedToken.jti, IssuedToken.txn).where(
-        IssuedToken.jti.in_(select(affected.c.jti)),
-        IssuedToken.revoked_at.is_(None),
-        IssuedToken.expires_at > now,
-    )
-
-
-def _lock(conn: Connection, live: Select[str, str]) -> None:
-    """Take the rows in-flight exchanges hold FOR SHARE (see the module docstring)."""
+def _lock_roots(conn: Connection, txns: Select[Any] | Iterable[str]) -> set[str]:
+    """Take the transaction roots in-flight exchanges hold FOR SHARE, in key order (see the
+    module docstring); the roots locked."""
     if conn.dialect.name != "postgresql":
-        return
-    txns = select(live.subquery().c.txn).distinct()
-    conn.execute(
-        select(IssuedToken.jti)
-        .where(IssuedToken.jti.in_(txns))
-        .order_by(IssuedToken.jti)
-        .with_for_update()
+        return set()
+    return set(
+        conn.execute(
+            select(IssuedToken.jti)
+            .where(IssuedToken.jti.in_(txns if isinstance(txns, Select) else sorted(txns)))
+            .order_by(IssuedToken.jti)
+            .with_for_update()
+        ).scalars()
     )
 
 
-def _disable_source(conn: Connection, kind: str, target: str, now: int, reason: str) -> None:
-    """Stop the revoked thing from minting anything new (and take its row lock)."""
+def _disable_source(
+    conn: Connection, kind: str, target: str, now: int, reason: str, *, contain: bool
+) -> None:
+    """Stop the revoked thing from minting anything new (and take its row lock). A disabled
+    NHI (``contain``) keeps its credentials, so that enabling it again is all it takes."""
     if kind == "nhi":
+        status_reason = reason if contain else reason or "revoked"
         conn.execute(
             update(Nhi)
             .where(Nhi.client_id == target)
-            .values(status="disabled", status_reason=reason or "revoked", updated_at=now)
+            .values(status="disabled", status_reason=status_reason, updated_at=now)
         )
+        if contain:
+            return
         nhi_id = select(Nhi.id).where(Nhi.client_id == target).scalar_subquery()
         conn.execute(
             update(Credential)
@@ -205,12 +154,46 @@ def _disable_source(conn: Connection, kind: str, target: str, now: int, reason: 
         )
 
 
+def _mark(
+    conn: Connection, start: Select[Any], now: int, revocation_id: int, locked: set[str]
+) -> list[Any]:
+    """Mark every live token derived from ``start``; while the marking reaches a transaction
+    whose root is not locked yet, lock it and mark again (see the module docstring)."""
+    marked: list[Any] = []
+    while True:
+        # A fresh statement (fresh snapshot): sees every token committed before the locks.
+        # UPDATE ... FROM the walk (a join, not IN): no de-duplication pass over the set.
+        walk = derived(start)
+        rows = conn.execute(
+            update(IssuedToken)
+            .where(
+                IssuedToken.jti == walk.c.jti,
+                IssuedToken.revoked_at.is_(None),
+                IssuedToken.expires_at > now,
+            )
+            .values(revoked_at=now, revocation_id=revocation_id)
+            .returning(IssuedToken.jti, IssuedToken.txn)
+        ).all()
+        marked += rows
+        reached = {r.txn for r in rows} - locked
+        if not reached or conn.dialect.name != "postgresql":
+            return marked
+        _lock_roots(conn, reached)
+        locked |= reached
+
+
 def serialize(conn: Connection) -> None:
     """One revocation at a time (PostgreSQL; SQLite serialises every writer anyway): revocation
     ids then commit in order, so the feed's cursor never passes one that commits later. The
     lock is held until the transaction ends and may be taken again by the same transaction."""
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(REVOCATION_LOCK)))
+
+
+def _recorded_reason(reason: str, contain: bool) -> str:
+    if not contain:
+        return reason
+    return f"disabled: {reason}" if reason else "disabled"
 
 
 def cascade(
@@ -222,51 +205,44 @@ def cascade(
     by: str,
     reason: str = "",
     dry_run: bool = False,
+    contain: bool = False,
 ) -> Result:
     """Revoke ``target`` of ``kind`` and everything derived from it, recording ``by`` as who
-    did it; with ``dry_run``, only report the blast radius and change nothing. Raises
+    did it; with ``dry_run``, only report the blast radius and change nothing. With
+    ``contain`` (an NHI or a rule being disabled) the same tokens die, the revocation's
+    reason says it was a disable, and a disabled NHI keeps its credentials. Raises
     :class:`UnknownTarget` when there is no such thing."""
-    seeds = _seeds(conn, kind, target)
-    live = _live(_affected(seeds), now)
+    if contain and kind not in ("nhi", "rule"):
+        raise ValueError(f"only an NHI or a rule is disabled, not a {kind}")
+    start = seeds(conn, kind, target)
+    alive = live(derived(start), now)
     if dry_run:
-        sub = live.subquery()
+        sub = alive.subquery()
         tokens, txns = conn.execute(
             select(func.count(), func.count(sub.c.txn.distinct())).select_from(sub)
         ).one()
         jtis = list(conn.execute(select(sub.c.jti).order_by(sub.c.jti).limit(LISTED)).scalars())
         return Result(kind, target, True, int(tokens), int(txns), jtis)
     serialize(conn)
-    # Lock order matches an exchange's (client NHI, transaction root, issuer, rule), so the
-    # two can wait for each other but never deadlock.
+    # Lock order matches an exchange's (NHIs, transaction roots, issuer, rule), so the two
+    # can wait for each other but not deadlock.
     if kind in ("nhi", "credential"):
-        _disable_source(conn, kind, target, now, reason)
-    _lock(conn, live)
+        _disable_source(conn, kind, target, now, reason, contain=contain)
+    locked = _lock_roots(conn, select(alive.subquery().c.txn).distinct())
     if kind in ("rule", "issuer"):
-        _disable_source(conn, kind, target, now, reason)
+        _disable_source(conn, kind, target, now, reason, contain=contain)
     revocation_id = conn.execute(
         insert(Revocation)
         .values(
             kind=kind,
             target=target,
-            reason=reason,
+            reason=_recorded_reason(reason, contain),
             revoked_by=by,
             created_at=now,
         )
         .returning(Revocation.id)
     ).scalar_one()
-    # A fresh statement (fresh snapshot): sees every token committed before the locks.
-    # UPDATE ... FROM the walk (a join, not IN): no de-duplication pass over the whole set.
-    affected = _affected(_seeds(conn, kind, target))
-    marked = conn.execute(
-        update(IssuedToken)
-        .where(
-            IssuedToken.jti == affected.c.jti,
-            IssuedToken.revoked_at.is_(None),
-            IssuedToken.expires_at > now,
-        )
-        .values(revoked_at=now, revocation_id=revocation_id)
-        .returning(IssuedToken.jti, IssuedToken.txn)
-    ).all()
+    marked = _mark(conn, start, now, revocation_id, locked)
     jtis = sorted(r.jti for r in marked)
     return Result(
         kind, target, False, len(marked), len({r.txn for r in marked}), jtis[:LISTED], revocation_id
@@ -300,6 +276,10 @@ class RevocationRepository:
         self, kind: str, target: str, *, now: int, by: str, reason: str, dry_run: bool
     ) -> Result:
         return cascade(self._conn, kind, target, now=now, by=by, reason=reason, dry_run=dry_run)
+
+    def contain(self, kind: str, target: str, *, now: int, by: str, reason: str) -> Result:
+        """Disable an NHI or a rule, and revoke every live token it appears in or minted."""
+        return cascade(self._conn, kind, target, now=now, by=by, reason=reason, contain=True)
 
     def records(self, ids: list[int]) -> list[RevocationRecord]:
         """These revocations, by id."""
