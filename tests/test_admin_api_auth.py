@@ -101,12 +101,29 @@ def test_admin_api_when_token_from_trusted_issuer_then_401(client, admin, clock)
     _refused(resp, NOT_ADMIN)
 
 
-def test_admin_api_when_admin_nhi_disabled_then_its_token_refused_until_enabled(client, admin):
-    second = scoped(client, admin, "second", "sts:admin")
+def test_admin_api_when_admin_nhi_disabled_then_its_token_dies_and_enabling_needs_a_new_one(
+    client, admin
+):
+    created = admin.ok(
+        "POST",
+        "/nhis",
+        {
+            "name": "second",
+            "kind": "service",
+            "scope": "sts:admin",
+            "grants": ["client_credentials"],
+        },
+        201,
+    )
+    who = Registered("second", created["client_secret"], "second")
+    second = Api(client, token_for(client, who))
     admin.ok("POST", "/nhis/second/disable", {"reason": "leaver"})
-    assert second.get("/nhis").status_code == 401
+    _refused(second.get("/nhis"), NOT_ADMIN)
     admin.ok("POST", "/nhis/second/enable")
-    assert second.get("/nhis").status_code == 200
+    # Disabling is containment (DESIGN §7): the token it held stays revoked; enabling only
+    # lets it obtain new ones.
+    _refused(second.get("/nhis"), NOT_ADMIN)
+    assert Api(client, token_for(client, who)).get("/nhis").status_code == 200
 
 
 def test_admin_api_when_admin_token_revoked_then_401(client, admin):

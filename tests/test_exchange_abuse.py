@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from sts.core.clock import FrozenClock
@@ -31,7 +31,7 @@ from sts.core.settings import Settings
 from sts.runtime import Runtime
 from sts.services import issuers, nhis, rules
 from sts.store.admin import admin_store
-from sts.store.models import AuditEvent, IssuedToken
+from sts.store.models import AuditEvent, DelegationRule, IssuedToken, Nhi
 from tests.conftest import ISSUER
 from tests.exchange_fixtures import (
     ACCESS_TOKEN,
@@ -774,6 +774,18 @@ def test_chain_when_upstream_actor_disabled_then_next_hop_invalid_request(world,
         )
     trail.mark()
     resp = world.send("tool", tool_token, audience="data", scope="orders:read")
+    # Disabling is containment (DESIGN §7): the chain through web was revoked with it.
+    trail.denied(resp, 400, SUBJECT_INVALID, "subject token: token or an ancestor is revoked")
+
+
+def test_chain_when_upstream_actor_disabled_without_revocation_then_next_hop_invalid_request(
+    world, trail
+):
+    tool_token = world.tool_token()
+    with world.runtime.engine.begin() as conn:  # a registry disabled before containment
+        conn.execute(update(Nhi).where(Nhi.client_id == "web").values(status="disabled"))
+    trail.mark()
+    resp = world.send("tool", tool_token, audience="data", scope="orders:read")
     trail.denied(resp, 400, SUBJECT_INVALID, "subject token: an identity in the chain is disabled")
 
 
@@ -783,6 +795,22 @@ def test_chain_when_rule_that_minted_an_ancestor_disabled_then_next_hop_invalid_
     tool_token = world.tool_token()
     with admin_store(world.runtime.engine) as store:
         rules.disable_rule(store, world.rule_ids["web"], now=world.clock.now(), admin="t")
+    trail.mark()
+    resp = world.send("tool", tool_token, audience="data", scope="orders:read")
+    # Disabling is containment (DESIGN §7): what the rule minted was revoked with it.
+    trail.denied(resp, 400, SUBJECT_INVALID, "subject token: token or an ancestor is revoked")
+
+
+def test_chain_when_rule_that_minted_an_ancestor_expired_then_next_hop_invalid_request(
+    world, trail
+):
+    tool_token = world.tool_token()
+    with world.runtime.engine.begin() as conn:  # no longer in force, and nothing revoked
+        conn.execute(
+            update(DelegationRule)
+            .where(DelegationRule.id == world.rule_ids["web"])
+            .values(expires_at=world.clock.now())
+        )
     trail.mark()
     resp = world.send("tool", tool_token, audience="data", scope="orders:read")
     trail.denied(

@@ -16,7 +16,7 @@ from sts.cli import main
 from sts.core.clock import FrozenClock
 from sts.services import audit, gc, nhis
 from sts.store.admin import admin_store
-from sts.store.models import AuditEvent, IssuedToken
+from sts.store.models import AuditEvent, IssuedToken, Nhi
 from tests.exchange_fixtures import IDP, exchange
 from tests.test_revocation import World, build_world, feed_jtis, is_active
 
@@ -329,11 +329,29 @@ def hop_states(sts: Any, txn: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return by_chain, {h["jti"]: (h["status"], h["status_reason"]) for h in story["hops"]}
 
 
-def test_chain_and_audit_when_actor_disabled_then_its_hop_and_those_below_void(
+def test_chain_and_audit_when_actor_disabled_then_every_hop_it_touched_revoked_for_good(
     world: World, sts: Any
 ) -> None:
     chain = world.chains["alice1"]
     sts("nhi", "disable", "agent", "--reason", "compromised")
+
+    # Disabling is containment (DESIGN §7): the hop addressed to the agent and the hops it
+    # acted in are revoked, and stay so once it is enabled again.
+    expected = {h.jti: ("revoked", "") for h in chain.hops}
+    assert hop_states(sts, chain.txn) == (expected, expected)
+    unusable = frozenset({"agent"})
+    assert [is_active(world, t, unusable) for t in chain.hops] == [False, False, False]
+    sts("nhi", "enable", "agent")
+    assert hop_states(sts, chain.txn) == (expected, expected)
+    assert [is_active(world, t) for t in chain.hops] == [False, False, False]
+
+
+def test_chain_and_audit_when_actor_disabled_without_revocation_then_its_hop_and_below_void(
+    world: World, sts: Any
+) -> None:
+    chain = world.chains["alice1"]
+    with world.runtime.engine.begin() as conn:  # as a registry disabled before containment
+        conn.execute(update(Nhi).where(Nhi.client_id == "agent").values(status="disabled"))
 
     expected = {
         chain.hops[0].jti: ("active", ""),

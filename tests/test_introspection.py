@@ -247,9 +247,11 @@ def test_introspect_when_caller_neither_audience_nor_holder_then_only_active_fal
     assert (resp.status_code, resp.json) == (200, INACTIVE)
 
 
-def test_introspect_when_identity_in_chain_disabled_then_inactive_until_enabled(
+def test_introspect_when_identity_in_chain_disabled_then_inactive_even_once_enabled(
     world: World,
 ) -> None:
+    """Disabling is containment (DESIGN §7): the tokens the agent acted in, and the one
+    addressed to it, are revoked for good; enabling it again only allows new exchanges."""
     chain = world.chains["alice1"]
 
     def states() -> list[bool]:
@@ -264,13 +266,15 @@ def test_introspect_when_identity_in_chain_disabled_then_inactive_until_enabled(
             now=world.clock.now(),
             admin="t",
         )
-    assert states() == [True, False, False]
-    assert feed_jtis(world.client, world.nhis["data"]) == {}  # disabled, not revoked
+    assert states() == [False, False, False]
+    dead = {h.jti: h.claims["exp"] for c in world.chains.values() for h in c.hops}
+    assert feed_jtis(world.client, world.nhis["data"]) == dead
     with admin_store(world.runtime.engine) as store:
         nhis.set_nhi_status(
             store, "agent", status="active", reason="", now=world.clock.now(), admin="t"
         )
-    assert states() == [True, True, True]
+    assert states() == [False, False, False]
+    assert feed_jtis(world.client, world.nhis["data"]) == dead
 
 
 def test_introspect_when_rule_disabled_then_tokens_it_minted_inactive(world: World) -> None:

@@ -325,7 +325,14 @@ def set_nhi_status(
     if status == "disabled" and not reason.strip():
         raise Invalid("a reason is required to disable an NHI", "reason")
     nhi = nhi_named(store, name)
-    store.nhis.set_status(nhi.id, status, reason if status == "disabled" else "", now)
+    contained: dict[str, Any] = {}
+    if status == "disabled":
+        # Containment (DESIGN §7): every live token it appears in, as an actor or as the
+        # audience, dies for good; enabling it again only allows new exchanges.
+        result = store.revocations.contain("nhi", name, now=now, by=admin, reason=reason)
+        contained = {"tokens": result.tokens, "revocation_id": result.revocation_id}
+    else:
+        store.nhis.set_status(nhi.id, status, "", now)
     audit_admin_action(
         store,
         now,
@@ -333,5 +340,6 @@ def set_nhi_status(
         "admin.nhi.disable" if status == "disabled" else "admin.nhi.enable",
         nhi=name,
         reason=reason,
+        **contained,
     )
     return get_nhi(store, name)

@@ -252,6 +252,16 @@ def disable_rule(
     store: AdminStore, rule_id: str, *, now: int, admin: str, reason: str = ""
 ) -> dict[str, Any]:
     get_rule(store, rule_id)
-    store.rules.disable(rule_id)
-    audit_admin_action(store, now, admin, "admin.rule.disable", rule=rule_id, reason=reason)
+    # Containment (DESIGN §7): every live token the rule minted dies with its descendants.
+    result = store.revocations.contain("rule", rule_id, now=now, by=admin, reason=reason)
+    audit_admin_action(
+        store,
+        now,
+        admin,
+        "admin.rule.disable",
+        rule=rule_id,
+        reason=reason,
+        tokens=result.tokens,
+        revocation_id=result.revocation_id,
+    )
     return get_rule(store, rule_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -164,11 +164,6 @@ class RuleRepository:
         ).all()
         targets = self._targets([r.id for r in rows])
         return [_record(r, targets[r.id]) for r in rows], count
-
-    def disable(self, rule_id: str) -> None:
-        self._conn.execute(
-            update(DelegationRule).where(DelegationRule.id == rule_id).values(status="disabled")
-        )
 
     def _targets(self, rule_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {r: [] for r in rule_ids}
