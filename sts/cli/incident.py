@@ -104,6 +104,13 @@ def _since(value: str | None) -> int | None:
     return since
 
 
+def _revoker(rev: dict[str, Any]) -> str:
+    """Who revoked: an administrator, or the token's own client (RFC 7009)."""
+    if rev["revoked_by_kind"] == "client":
+        return f"its client {rev['revoked_by']} (RFC 7009)"
+    return str(rev["revoked_by"])
+
+
 @audit.command("show")
 @click.option("--jti", default=None)
 @click.option("--txn", default=None)
@@ -135,7 +142,7 @@ def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
             )
         for rev in story["revocations"]:
             say(
-                f"  revoked {iso_time(rev['at'])} by {rev['revoked_by']}: {rev['kind']} "
+                f"  revoked {iso_time(rev['at'])} by {_revoker(rev)}: {rev['kind']} "
                 f"{rev['target']} ({rev['reason'] or 'no reason given'})"
             )
         say("  accessed: not reported by resource servers")

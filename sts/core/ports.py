@@ -189,7 +189,8 @@ class RevocationStore(Protocol):
         """Wait for any revocation in flight; hold the turn until this transaction ends."""
 
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
-        """Revoke a token and its descendants; the number of tokens revoked."""
+        """Revoke a token and every token derived from it, ``by`` the client it was issued
+        to; the number of tokens revoked. The caller writes the audit event."""
 
     def revoked_since(
         self, cursor: tuple[int, str], alive_at: int, limit: int

@@ -78,6 +78,29 @@ def _initiator_event(row: EventRecord) -> dict[str, Any]:
     return {"subject": row.subject, "issuer": None, "first_client": row.client_id, "at": row.at}
 
 
+def _revocations(store: AdminStore, ids: list[int]) -> list[dict[str, Any]]:
+    """The revocations that killed hops, each saying who did it: an administrator, or the
+    client a token was issued to revoking it itself (RFC 7009, DESIGN §8)."""
+    records = store.revocations.records(ids)
+    by_clients = store.audit.revoked_by_clients([r.target for r in records if r.kind == "token"])
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "target": r.target,
+            "reason": r.reason,
+            "revoked_by": r.revoked_by,
+            "revoked_by_kind": (
+                "client"
+                if r.kind == "token" and (r.target, r.revoked_by) in by_clients
+                else "administrator"
+            ),
+            "at": r.created_at,
+        }
+        for r in records
+    ]
+
+
 def show(
     store: AdminStore, *, now: int, jti: str | None = None, txn: str | None = None
 ) -> dict[str, Any]:
@@ -129,17 +152,7 @@ def show(
         "executed_by": executed,
         "hops": hops,
         "denied": [asdict(e) for e in denied],
-        "revocations": [
-            {
-                "id": r.id,
-                "kind": r.kind,
-                "target": r.target,
-                "reason": r.reason,
-                "revoked_by": r.revoked_by,
-                "at": r.created_at,
-            }
-            for r in store.revocations.records(revocation_ids)
-        ],
+        "revocations": _revocations(store, revocation_ids),
         # Resource servers do not report accesses to Chain STS yet: what was granted is known,
         # what was accessed with it is not.
         "accessed": None,

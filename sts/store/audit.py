@@ -17,6 +17,8 @@ from sts.store.models import AuditEvent
 
 #: The event every issued token leaves, with its own copy of the hop.
 ISSUED = "token.issued"
+#: The event a client revoking its own token leaves (RFC 7009).
+REVOKED = "token.revoked"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,17 @@ class AuditRepository:
             select(AuditEvent.txn).where(AuditEvent.jti == jti, AuditEvent.event == ISSUED)
         ).scalar()
         return None if found is None else str(found)
+
+    def revoked_by_clients(self, jtis: list[str]) -> set[tuple[str, str]]:
+        """``(jti, client)`` for each of these tokens a client revoked itself (RFC 7009)."""
+        if not jtis:
+            return set()
+        rows = self._conn.execute(
+            select(AuditEvent.jti, AuditEvent.client_id).where(
+                AuditEvent.jti.in_(jtis), AuditEvent.event == REVOKED
+            )
+        )
+        return {(r.jti, r.client_id) for r in rows}
 
     def issued(self, txn: str, limit: int) -> list[EventRecord]:
         """The transaction's issuing events, oldest first."""

@@ -24,7 +24,7 @@ from sts.core.lineage import rule_in_force
 from sts.core.ports import AuditRecord, ExchangeHints, Hop, IssuedRecord, IssuerConfig, RuleView
 from sts.core.scopes import scope_set
 from sts.store import statements as q
-from sts.store.revocation import revoke, serialize
+from sts.store.revocation import cascade, serialize
 
 
 class SqlStore:
@@ -312,7 +312,9 @@ class SqlStore:
         serialize(self.conn)
 
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
-        return revoke(self.conn, "token", jti, now=now, admin=by, reason=reason).tokens
+        """The cascade alone: ``by`` is the client itself, whose own event the protocol
+        writes (DESIGN §8), never an administrator's."""
+        return cascade(self.conn, "token", jti, now=now, by=by, reason=reason).tokens
 
     def revoked_since(
         self, cursor: tuple[int, str], alive_at: int, limit: int

@@ -98,6 +98,11 @@ def schemas() -> dict[str, Schema]:
                             "target": STR,
                             "reason": STR,
                             "revoked_by": STR,
+                            "revoked_by_kind": described(
+                                {"type": "string", "enum": ["administrator", "client"]},
+                                "Who revoked: an administrator, or the client the token was "
+                                "issued to (RFC 7009).",
+                            ),
                             "at": INT,
                         }
                     )
