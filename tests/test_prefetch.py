@@ -17,7 +17,7 @@ import pytest
 from sts.store import statements
 from sts.store.sql import SqlStore
 from tests.conftest import Registered
-from tests.exchange_fixtures import exchange
+from tests.exchange_fixtures import ACCESS_TOKEN, exchange
 from tests.test_exchange_abuse import ORDERS, World, world  # noqa: F401 - the shared fixture
 
 NAMES = ["web", "agent", "nobody", "", "we\x00b"]
@@ -105,6 +105,30 @@ def test_exchange_when_subject_is_ours_then_lineage_is_one_lock_and_one_walk_on_
         assert ran == ["prefetch", "lock_roots", "lineages", "rules", "insert"]
     else:
         assert ran == ["client", "lineage", "target", "rules"]
+
+
+def test_exchange_when_subject_external_and_actor_token_ours_then_roots_locked_before_issuer(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The actor token's lineage is part of the decision (revoking it reaches what it
+    minted): its root is locked before the subject's issuer, in the order a revocation
+    takes them (roots, then issuers), so the two can wait for each other but not deadlock."""
+    person, webs_own = world.person(), world.own("web")
+    ran = count_statements(monkeypatch)
+    resp = exchange(
+        world.client,
+        world.nhis["web"],
+        person,
+        audience="agent",
+        actor_token=webs_own,
+        actor_token_type=ACCESS_TOKEN,
+    )
+    assert resp.status_code == 200, resp.get_json()
+    if world.runtime.engine.dialect.name == "postgresql":
+        assert ran == ["prefetch", "lock_roots", "lineages", "issuer", "rules", "insert"]
+    else:
+        assert ran == ["client", "issuer", "lineage", "target", "rules"]
 
 
 def test_exchange_when_client_fails_authentication_then_no_root_is_locked(

@@ -75,12 +75,13 @@ class SqlStore:
         self._run(stmt, params)
 
     def expect(self, hints: ExchangeHints, now: int) -> None:
-        """The lock order lives here: a revocation locks transaction roots first, then
-        issuers and rules. With lineages to walk, their roots are locked (all in one
-        statement, in key order) at the first :meth:`lineage` asked, which the protocol asks
-        only once the client is authenticated, so a stranger holding a real token never makes
-        a revocation wait; issuer and rules are then left to their own lookups, after the
-        roots. Without lineages, everything is read ahead at once."""
+        """The lock order lives here: a revocation locks NHIs, then transaction roots, then
+        issuers and rules. With lineages to walk (the subject's and the actor token's), their
+        roots are locked (all in one statement, in key order) at the first :meth:`lineage` or
+        :meth:`trusted_issuer` asked, which the protocol asks only once the client is
+        authenticated, so a stranger holding a real token never makes a revocation wait;
+        issuer and rules are then left to their own lookups, after the roots. Without
+        lineages, everything is read ahead at once."""
         self._expected_lineages = hints.own_jtis
         lineage = bool(hints.own_jtis)
         self.prefetch(
@@ -184,14 +185,16 @@ class SqlStore:
         return bool(self._run(self._sql.remember_assertion, values))
 
     def target_by_name(self, name: str) -> Target | None:
-        rows = self._lookup(("target", name), q.TARGET_BY_NAME, {"name": name})
+        rows = self._lookup(("target", name), self._sql.target_by_name, {"name": name})
         return q.target_of(rows[0]) if rows else None
 
     def target_by_resource(self, uri: str) -> Target | None:
         """A registered resource URI, else an NHI whose ``sub`` is that URI (two index
         lookups; the registry keeps the two namespaces apart, so at most one matches)."""
-        rows = self._run(q.TARGET_BY_RESOURCE, {"uri": uri})
-        return q.target_of(rows[0]) if rows else self.nhi_by_sub(uri)
+        rows = self._run(self._sql.target_by_resource, {"uri": uri})
+        if not rows:
+            rows = self._run(self._sql.target_by_sub, {"sub": uri})
+        return q.target_of(rows[0]) if rows else None
 
     def nhi_by_sub(self, sub: str) -> Target | None:
         rows = self._run(q.TARGET_BY_SUB, {"sub": sub})
@@ -232,6 +235,8 @@ class SqlStore:
         self._run(q.INSERT_BOTH, params)
 
     def trusted_issuer(self, issuer: str) -> IssuerConfig | None:
+        # The subject's issuer is asked before an actor token's lineage: its roots first.
+        self._lock_expected_lineages()
         rows = self._lookup(("issuer", issuer), self._sql.issuer, {"issuer": issuer})
         if not rows:
             return None
@@ -246,13 +251,19 @@ class SqlStore:
             row.status,
         )
 
+    def _lock_expected_lineages(self) -> None:
+        """Lock the roots of the lineages :meth:`expect` announced (and read the lineages) at
+        the first lookup that must come after them: a lineage, or a trusted issuer (a
+        revocation locks roots before issuers)."""
+        if self._expected_lineages:
+            expected, self._expected_lineages = self._expected_lineages, ()
+            self.prefetch_lineage(expected)
+
     def lineage(self, jti: str, now: int) -> list[Hop]:
         """A recursive walk up ``parent_jti`` joined with actor and rule state, after locking
         the transaction's root row (a fresh statement, so it sees any revocation that held
         that lock)."""
-        if self._expected_lineages:
-            expected, self._expected_lineages = self._expected_lineages, ()
-            self.prefetch_lineage(expected)
+        self._lock_expected_lineages()
         rows = self._ahead.get(("lineage", jti))
         if rows is None:
             if self._sql.lock_txn_root is not None:

@@ -2,8 +2,9 @@
 (building a SQLAlchemy statement costs more than running it), and their PostgreSQL compiled
 forms. :class:`sts.store.sql.SqlStore` runs them.
 
-Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI, the
-transaction's root token, the issuer, the rules), in the order a revocation takes them.
+Reads made for a decision take ``FOR SHARE`` row locks on PostgreSQL (the client's NHI and the
+target's, the transaction's root token, the issuer, the rules), in the order a revocation
+takes them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from sts.store.models import (
 
 TARGET_COLUMNS = (Nhi.id, Nhi.client_id, Nhi.sub, Nhi.status, Nhi.kind)
 TARGET_BY_NAME = select(*TARGET_COLUMNS).where(Nhi.client_id == bindparam("name"))
+TARGET_BY_SUB = select(*TARGET_COLUMNS).where(Nhi.sub == bindparam("sub"))
+TARGET_BY_RESOURCE = (
+    select(*TARGET_COLUMNS)
+    .join(NhiResource, NhiResource.nhi_id == Nhi.id)
+    .where(NhiResource.uri == bindparam("uri"))
+)
 
 
 def lineage_walk(seed: Any) -> Any:
@@ -90,6 +97,11 @@ class Statements:
     client: Any
     issuer: Any
     rules: Any
+    #: The next hop, named by ``audience`` or by ``resource`` (a resource URI, else a
+    #: ``sub``): held shared, so that disabling it waits for a token addressed to it.
+    target_by_name: Any
+    target_by_resource: Any
+    target_by_sub: Any
     lock_txn_root: Any | None
     remember_assertion: Any
     auth_failure: Any
@@ -147,10 +159,14 @@ def statements_for(dialect: str) -> Statements:
     )
     client = shared(client, Nhi)
     issuer = shared(select(TrustedIssuer).where(TrustedIssuer.issuer == bindparam("issuer")))
+    target_by_name = shared(TARGET_BY_NAME, Nhi)
     return Statements(
         client=client,
         issuer=issuer,
         rules=shared(rules_of(bindparam("actor_id"), bindparam("target_id")), DelegationRule),
+        target_by_name=target_by_name,
+        target_by_resource=shared(TARGET_BY_RESOURCE, Nhi),
+        target_by_sub=shared(TARGET_BY_SUB, Nhi),
         lock_txn_root=(
             select(IssuedToken.jti).where(IssuedToken.jti == root).with_for_update(read=True)
             if lock
@@ -165,15 +181,16 @@ def statements_for(dialect: str) -> Statements:
             where=ClientAssertionJti.expires_at < bindparam("now"),
         ).returning(ClientAssertionJti.jti),
         auth_failure=failure,
-        prefetch=prefetch_of(client, issuer, shared) if lock else None,
+        prefetch=prefetch_of(client, issuer, target_by_name, shared) if lock else None,
     )
 
 
-def prefetch_of(client: Any, issuer: Any, shared: Any) -> Any:
+def prefetch_of(client: Any, issuer: Any, target: Any, shared: Any) -> Any:
     """PostgreSQL: the lookups an exchange is about to make, as one statement of JSON
     columns (one round trip instead of four). A lookup not asked for is bound to NULL and
     finds nothing. The row locks are those the single lookups take, in the same order
-    (client NHI, issuer, rules); rules are asked for only when no lineage lock follows."""
+    (client and target NHIs, issuer, rules); rules are asked for only when no lineage lock
+    follows."""
 
     def rows(stmt: Any, name: str) -> Any:
         sub = stmt.subquery(name)
@@ -186,7 +203,7 @@ def prefetch_of(client: Any, issuer: Any, shared: Any) -> Any:
     return select(
         rows(client, "c").label("client"),
         rows(issuer, "i").label("issuer"),
-        rows(TARGET_BY_NAME, "t").label("target"),
+        rows(target, "t").label("target"),
         rows(rules, "r").label("rules"),
     )
 
@@ -205,12 +222,6 @@ LOCK_ROOTS = (
     )
     .order_by(IssuedToken.jti)
     .with_for_update(read=True)
-)
-TARGET_BY_SUB = select(*TARGET_COLUMNS).where(Nhi.sub == bindparam("sub"))
-TARGET_BY_RESOURCE = (
-    select(*TARGET_COLUMNS)
-    .join(NhiResource, NhiResource.nhi_id == Nhi.id)
-    .where(NhiResource.uri == bindparam("uri"))
 )
 CLEAR_FAILURES = delete(AuthFailure).where(
     AuthFailure.client_id == bindparam("client_id"), AuthFailure.source == bindparam("source")
