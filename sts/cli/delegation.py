@@ -148,7 +148,7 @@ def rule_show(rule_id: str, as_json: bool) -> None:
 @json_option
 @handles_errors
 def rule_disable(rule_id: str, reason: str, as_json: bool) -> None:
-    """Disable a rule: no new exchanges under it, and tokens it minted stop being exchangeable."""
+    """Disable a rule: no new exchanges under it, and every token it minted is revoked."""
     with open_store() as store:
         found = rules.disable_rule(
             store, rule_id, now=now_seconds(), admin=administrator(), reason=reason

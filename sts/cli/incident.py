@@ -77,7 +77,8 @@ _revoke_command("txn", "TXN", "Revoke every token of a transaction.")
 _revoke_command(
     "nhi",
     "NAME",
-    "Disable an NHI, revoke its credentials and every token in whose chain it appears.",
+    "Disable an NHI, revoke its credentials, every token in whose chain it appears and every "
+    "token addressed to it.",
 )
 _revoke_command("credential", "ID", "Revoke a credential and the tokens obtained with it.")
 _revoke_command("rule", "ID", "Disable a rule and revoke every token it minted, with descendants.")

@@ -154,7 +154,8 @@ def nhi_show(name: str, as_json: bool) -> None:
 @json_option
 @handles_errors
 def nhi_disable(name: str, reason: str, as_json: bool) -> None:
-    """Disable an NHI: it can no longer authenticate, act or be a target."""
+    """Disable an NHI: it can no longer authenticate, act or be a target, and every token
+    it acted in or was addressed to is revoked for good (enable only allows new ones)."""
     with open_store() as store:
         view = nhis.set_nhi_status(
             store, name, status="disabled", reason=reason, now=now_seconds(), admin=administrator()

@@ -139,8 +139,9 @@ def paths() -> dict[str, Schema]:
                 parameters=[NAME_PARAM],
                 body="RequiredReason",
                 not_found=True,
-                description="It can no longer authenticate, act or be a target; tokens in "
-                "whose chain it appears stop being accepted.",
+                description="It can no longer authenticate, act or be a target; every live "
+                "token it acted in or was addressed to is revoked with its descendants, for "
+                "good (on the revocation feed). Enabling it again only allows new exchanges.",
             ),
         },
         f"{PREFIX}/nhis/{{name}}/enable": {

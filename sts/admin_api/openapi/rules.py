@@ -143,7 +143,8 @@ def paths() -> dict[str, Schema]:
                 body="Reason",
                 body_required=False,
                 not_found=True,
-                description="No new exchanges under it; tokens it minted stop being accepted.",
+                description="No new exchanges under it; every live token it minted is revoked "
+                "with its descendants, for good (on the revocation feed).",
             ),
         },
     }
