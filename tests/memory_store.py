@@ -154,11 +154,14 @@ class MemoryStore:
         """One process, one thread: nothing to wait for."""
 
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
+        """The token, its descendants and what was minted with one as the actor token."""
         doomed, frontier = set(), {jti}
         while frontier:
             doomed |= frontier
             frontier = {
-                r.jti for r in self.issued.values() if r.parent_jti in frontier
+                r.jti
+                for r in self.issued.values()
+                if r.parent_jti in frontier or r.actor_jti in frontier
             } - doomed
         fresh = [j for j in sorted(doomed) if j not in self.revoked and j in self.issued]
         for j in fresh:

@@ -202,6 +202,29 @@ def test_pipeline_when_an_ancestor_is_revoked_then_the_next_hop_is_refused(world
     assert world.store.events[-1].reason == "subject token: token or an ancestor is revoked"
 
 
+def test_pipeline_when_an_actor_token_is_revoked_then_what_it_minted_is_refused(
+    world: World,
+) -> None:
+    world.allow("web", "agent", "r-web")
+    world.allow("agent", "tool", "r-agent")
+    actor = world.root_token("web")
+    status, first = world.exchange(
+        "web",
+        world.root_token(),
+        audience="agent",
+        actor_token=actor,
+        actor_token_type=ACCESS_TOKEN_TYPE,
+    )
+    assert status == 200, first
+    assert world.store.issued[claims_of(str(first["access_token"]))["jti"]].actor_jti == (
+        claims_of(actor)["jti"]
+    )
+    assert world.store.revoke_token(claims_of(actor)["jti"], NOW, "web", "test") == 2
+    status, body = world.exchange("agent", str(first["access_token"]), audience="tool")
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert world.store.events[-1].reason == "subject token: token or an ancestor is revoked"
+
+
 def test_pipeline_when_an_actor_in_the_chain_is_disabled_then_the_next_hop_is_refused(
     world: World,
 ) -> None:
