@@ -162,7 +162,7 @@ def _mark(
     marked: list[Any] = []
     while True:
         # A fresh statement (fresh snapshot): sees every token committed before the locks.
-        # UPDATE ... FROM the walk (a join, not IN): no de-duplication pass over the set.
+        # UPDATE ... FROM the walk (a join, not IN): the walk already yields each token once.
         walk = derived(start)
         rows = conn.execute(
             update(IssuedToken)
