@@ -139,3 +139,21 @@ def test_settings_when_trusted_proxies_malformed_then_refused() -> None:
 
     with pytest.raises(SettingsError, match="STS_TRUSTED_PROXIES"):
         Settings(trusted_proxies="10.0.0.0/8, proxy.example").validate()
+
+
+def test_lockout_when_a_disabled_client_retries_with_its_secret_then_enabling_lets_it_in(
+    client, make_nhi, runtime, clock
+):
+    from sts.services import nhis
+    from sts.store.admin import admin_store
+
+    web = make_nhi("web")
+    with admin_store(runtime.engine) as store:
+        nhis.set_nhi_status(store, "web", status="disabled", reason="t", now=clock.now(), admin="t")
+    for _ in range(LIMIT + 1):
+        refused = token(client, basic("web", web.secret), VICTIM)
+        assert (refused.status_code, refused.json) == (401, FAILED)
+    with admin_store(runtime.engine) as store:
+        nhis.set_nhi_status(store, "web", status="active", reason="t", now=clock.now(), admin="t")
+    ok = token(client, basic("web", web.secret), VICTIM)
+    assert ok.status_code == 200, ok.json

@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 CLIENT_ASSERTION_PARAMS = ("client_assertion", "client_assertion_type")
 
 
+class ClientDisabled(InvalidClient):
+    """The credential was right but the client is disabled: answered like any failure, and
+    never counted as one (the client's own retries while disabled must not lock it out once
+    it is enabled again)."""
+
+    def __init__(self) -> None:
+        super().__init__("client disabled")
+
+
 @dataclass(frozen=True)
 class Authenticated:
     """The client a request proved to be, and the credential it proved it with."""
@@ -119,7 +128,7 @@ class _SecretMethod:
         if match is None:
             raise InvalidClient("wrong client secret")
         if not client.active:
-            raise InvalidClient("client disabled")
+            raise ClientDisabled
         return Authenticated(client, match.id)
 
 
@@ -176,7 +185,7 @@ class ClientAuthenticator:
             ):
                 raise InvalidClient("throttled: too many failed authentications")
         except StsError as err:
-            if err.error == "invalid_client" and attempted:
+            if err.error == "invalid_client" and attempted and not isinstance(err, ClientDisabled):
                 self._count_failure(request, store, method.name, attempted)
             credential_id = done.credential_id if done is not None else None
             raise Denied(err, facts.but(client_id=attempted, credential_id=credential_id)) from None

@@ -20,7 +20,7 @@ from sts.core import jws
 from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
 from sts.core.errors import InvalidClient, InvalidRequest
 from sts.core.jwks import JwksCache, JwksUnavailable
-from sts.oauth.rfc6749.client_auth import Authenticated, Claimed
+from sts.oauth.rfc6749.client_auth import Authenticated, Claimed, ClientDisabled
 
 if TYPE_CHECKING:
     from sts.core.domain import Client, CredentialView
@@ -111,7 +111,7 @@ class PrivateKeyJwt:
         if body_client_id is not None and body_client_id != client.client_id:
             raise InvalidRequest("client_id differs from the client assertion")
         if not client.active:
-            raise InvalidClient("client disabled")
+            raise ClientDisabled
         return Authenticated(client, credential_id)
 
     def _keys(self, credential: CredentialView) -> list[dict[str, Any]]:
