@@ -249,7 +249,7 @@ def test_parse_when_a_token_is_not_a_jwt_then_the_store_is_told_nothing(world: W
         ],
         NOW,
     )
-    parsed = steps.parse(request, world.settings)
+    parsed = steps.parse(request, world.settings, world.server.authenticator)
     assert parsed.subject is None and parsed.hints == ExchangeHints()
 
 
@@ -277,3 +277,23 @@ def test_bind_audience_when_the_token_names_another_client_then_it_is_refused(
         )
         steps.bind_audience(token, world.store.clients["tool"], world.settings, "subject")
     assert refused.value.reason == "subject token is not addressed to this client"
+
+
+def test_pipeline_when_exchanging_then_each_token_is_parsed_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sts.core import jws
+
+    world.allow("web", "agent", "r-web")
+    root = world.root_token()
+    calls: list[str] = []
+    real = jws.parse
+
+    def counting(token: str) -> jws.ParsedJWS:
+        calls.append(token)
+        return real(token)
+
+    monkeypatch.setattr(jws, "parse", counting)
+    status, _ = world.exchange("web", root, audience="agent")
+    assert status == 200 and calls == [root]
+    assert world.store.expected[-1].client_id == "web"  # the claim, read once, names it

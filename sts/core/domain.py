@@ -34,7 +34,8 @@ class CredentialView:
 class Client:
     """An NHI as the token endpoint sees it, with its live credentials.
 
-    Implements the parts of Authlib's ``ClientMixin`` the token endpoint uses.
+    The grant types and authentication methods it may use are asked here, in the words of
+    Authlib's ``ClientMixin``.
     """
 
     id: int
@@ -64,10 +65,7 @@ class Client:
     def key_credentials(self) -> list[CredentialView]:
         return [c for c in self.credentials if c.type in ("jwks", "jwks_uri")]
 
-    # -- authlib ClientMixin -------------------------------------------------------------
-    def get_client_id(self) -> str:
-        return self.client_id
-
+    # -- what the token endpoint asks of a client --------------------------------------
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grants
 

@@ -13,12 +13,10 @@ refuses a malformed request), :meth:`AuthMethod.verify` proves it against the st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
-from jwt.exceptions import InvalidTokenError
 
-from sts.core import jws
 from sts.core.errors import InvalidClient, InvalidRequest, StsError
 from sts.oauth.audit_facts import AuditFacts, Denied
 
@@ -90,28 +88,6 @@ def detect_auth_method(request: OAuthRequest) -> str:
     return used[0]
 
 
-def claimed_client_id(request: OAuthRequest, max_assertion_bytes: int) -> str | None:
-    """The client_id the request claims, unchecked and without refusing anything: HTTP Basic,
-    a body ``client_id`` with a secret, or the ``sub`` of a client assertion (RFC 7523 §3);
-    ``None`` if it names none. An assertion over the size limit is not even parsed."""
-    if request.headers.get("Authorization"):
-        try:
-            client_id, _ = extract_basic_authorization(request.headers)
-        except ValueError:
-            return None
-        return client_id or None
-    if request.param("client_secret"):
-        return request.param("client_id")
-    assertion = request.param("client_assertion")
-    if not assertion or len(assertion) > max_assertion_bytes:
-        return None
-    try:
-        sub = jws.parse(assertion).claims.get("sub")
-    except InvalidTokenError:
-        return None
-    return sub if isinstance(sub, str) else None
-
-
 class _SecretMethod:
     """``client_secret_basic`` and ``client_secret_post``: a secret checked against the
     client's stored hashes (an unknown client is hashed against nothing, the same work)."""
@@ -158,6 +134,11 @@ class ClientSecretPost(_SecretMethod):
         return Claimed(client_id, secret)
 
 
+class Claim(NamedTuple):
+    method: AuthMethod
+    claimed: Claimed
+
+
 class ClientAuthenticator:
     """RFC 6749 §2.3 at every endpoint: the one method the request uses, then brute-force
     throttling (DESIGN §5.1)."""
@@ -166,15 +147,25 @@ class ClientAuthenticator:
         self.settings = settings
         self.methods = {m.name: m for m in methods}
 
+    def claim(self, request: OAuthRequest) -> Claim:
+        """The one method the request uses and what it claims, unverified (RFC 6749 §2.3);
+        a malformed request is refused here, before anything is looked up."""
+        method = self.methods[detect_auth_method(request)]
+        return Claim(method, method.claim(request))
+
     def authenticate(
-        self, request: OAuthRequest, store: ClientStore, facts: AuditFacts
+        self,
+        request: OAuthRequest,
+        store: ClientStore,
+        facts: AuditFacts,
+        claim: Claim | None = None,
     ) -> Authenticated:
         """The authenticated client; a refusal is :class:`Denied` with the client the
-        request attempted added to ``facts``."""
+        request attempted added to ``facts``. ``claim`` is :meth:`claim` of this request when
+        the caller already made it (the exchange does, to read ahead the client)."""
         settings, attempted, done = self.settings, None, None
         try:
-            method = self.methods[detect_auth_method(request)]
-            claimed = method.claim(request)
+            method, claimed = claim or self.claim(request)
             attempted = claimed.client_id
             done = method.verify(request, claimed, store)
             # Checked after the credential, so a throttled client costs the same work (and

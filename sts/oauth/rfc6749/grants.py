@@ -6,11 +6,10 @@ A grant class is the thin adapter Authlib's :class:`AuthorizationServer` dispatc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 
-from sts.core.domain import AUTH_METHODS
 from sts.core.errors import InvalidScope, StsError, UnauthorizedClient
 from sts.core.scopes import parse_scope, scope_str
 from sts.core.token_types import CLIENT_CREDENTIALS
@@ -22,7 +21,7 @@ from sts.oauth.targets import named_target, resolve_target
 if TYPE_CHECKING:
     from sts.core.ports import Store
     from sts.core.response import Response
-    from sts.oauth.rfc6749.client_auth import Authenticated, ClientAuthenticator
+    from sts.oauth.rfc6749.client_auth import Authenticated, Claim, ClientAuthenticator
     from sts.oauth.rfc6749.request import OAuthRequest
     from sts.oauth.server import ChainAuthorizationServer
 
@@ -33,9 +32,10 @@ def authenticate_for_grant(
     request: OAuthRequest,
     store: Store,
     facts: AuditFacts,
+    claim: Claim | None = None,
 ) -> tuple[Authenticated, AuditFacts]:
     """RFC 6749 §2.3 and §3.2.1; DESIGN §5.1: the client, allowed this grant."""
-    auth = authenticator.authenticate(request, store, facts)
+    auth = authenticator.authenticate(request, store, facts, claim)
     facts = facts.but(client_id=auth.client.client_id, credential_id=auth.credential_id)
     if not auth.client.check_grant_type(grant_type):
         raise Denied(UnauthorizedClient(f"grant {grant_type} not allowed for client"), facts)
@@ -45,7 +45,6 @@ def authenticate_for_grant(
 class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
     """What every Chain STS grant is to Authlib: a ``GRANT_TYPE`` and :meth:`respond`."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
     request: OAuthRequest
     server: ChainAuthorizationServer
 

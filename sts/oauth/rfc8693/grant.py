@@ -48,12 +48,12 @@ class TokenExchange:
     def run(self, request: OAuthRequest, store: Store, facts: AuditFacts) -> Response:
         settings, now = self.settings, request.now
         try:
-            inp = steps.parse(request, settings)
+            inp = steps.parse(request, settings, self.authenticator)
         except StsError as err:
             raise Denied(err, facts) from None
         store.expect(inp.hints, now)
         auth, facts = authenticate_for_grant(
-            TOKEN_EXCHANGE, self.authenticator, request, store, facts
+            TOKEN_EXCHANGE, self.authenticator, request, store, facts, inp.claim
         )
         client, params = auth.client, inp.params
         try:

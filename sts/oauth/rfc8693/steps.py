@@ -16,11 +16,11 @@ from jwt.exceptions import InvalidTokenError
 from sts.core import jws
 from sts.core.chain import Actor, Chain, ChainError
 from sts.core.domain import Client, Target
-from sts.core.errors import InvalidRequest, InvalidTarget
+from sts.core.errors import InvalidRequest, InvalidTarget, StsError
 from sts.core.policy import Decision, Subject, decide
 from sts.core.ports import ExchangeHints
 from sts.core.token_types import ID_TOKEN_TYPE
-from sts.oauth.rfc6749.client_auth import claimed_client_id
+from sts.oauth.rfc6749.client_auth import Claim, ClientAuthenticator
 from sts.oauth.rfc8693.params import ExchangeParams, parse_exchange_params
 from sts.oauth.targets import resolve_target
 from sts.oauth.validation import AT_JWT_TYPES
@@ -42,6 +42,8 @@ class ExchangeInput:
     subject: ParsedJWS | None
     actor: ParsedJWS | None
     hints: ExchangeHints
+    #: The client authentication the request claims (``None``: refused in its own step).
+    claim: Claim | None = None
 
 
 def _parsed(token: str | None) -> ParsedJWS | None:
@@ -53,9 +55,12 @@ def _parsed(token: str | None) -> ParsedJWS | None:
         return None
 
 
-def parse(request: OAuthRequest, settings: Settings) -> ExchangeInput:
+def parse(
+    request: OAuthRequest, settings: Settings, authenticator: ClientAuthenticator
+) -> ExchangeInput:
     """RFC 8693 §2.1 syntax, and the hints for the store: the client, the subject token's
-    issuer, the one named audience, and our own tokens whose lineages will be walked."""
+    issuer, the one named audience, and our own tokens whose lineages will be walked. The
+    client's claim (a client assertion parsed once) is kept for its authentication."""
     params = parse_exchange_params(request, settings.max_token_bytes)
     subject, actor = _parsed(params.subject_token), _parsed(params.actor_token)
     if subject is None or (params.actor_token is not None and actor is None):
@@ -70,15 +75,19 @@ def parse(request: OAuthRequest, settings: Settings) -> ExchangeInput:
             own.append(jti)
         elif isinstance(iss, str) and parsed is subject:
             issuer = iss
+    try:
+        claim = authenticator.claim(request)
+    except StsError:
+        claim = None  # refused by the authentication step, in its turn
     single = len(params.audiences) == 1 and not params.resources
     hints = ExchangeHints(
-        client_id=claimed_client_id(request, settings.max_token_bytes),
+        client_id=claim.claimed.client_id if claim else None,
         issuer=issuer,
         target=params.audiences[0] if single else None,
         own_jtis=tuple(own),
         source=request.source,
     )
-    return ExchangeInput(params, subject, actor, hints)
+    return ExchangeInput(params, subject, actor, hints, claim)
 
 
 def check_token_type(token: ValidatedToken, declared: str, role: str) -> None:
