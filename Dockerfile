@@ -1,4 +1,4 @@
-# Chain STS production image: gunicorn serving the STS, configured by STS_* variables.
+# Chain STS production image: Granian serving the STS (sts serve), configured by STS_* variables.
 #
 #   docker build -t chain-sts .
 #   docker run --rm -v sts-keys:/app/keys --entrypoint sts chain-sts keys generate
@@ -6,7 +6,9 @@
 #     -e STS_ISSUER=https://sts.example.com \
 #     -e STS_DATABASE_URL=postgresql+psycopg://sts:PASSWORD@db:5432/sts chain-sts
 #
-# On start the container migrates the database (sts db upgrade) and then runs gunicorn.
+# On start the container migrates the database (sts db upgrade) and then runs sts serve:
+# STS_HTTP_WORKERS processes (2 by default) whose event loops read each request in full before
+# it is run, so slow or idle clients hold no worker.
 # Production refuses to boot without an https STS_ISSUER and existing keys.
 FROM python:3.11-slim
 
@@ -15,8 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     STS_ENV=production \
-    STS_KEYS_DIR=/app/keys \
-    GUNICORN_BIND=0.0.0.0:8000
+    STS_KEYS_DIR=/app/keys
 
 RUN groupadd --system --gid 10001 sts \
     && useradd --system --uid 10001 --gid sts --home-dir /app --no-create-home \
@@ -44,5 +45,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-# exec: gunicorn replaces the shell as PID 1 and receives the stop signal itself.
-ENTRYPOINT ["/bin/sh", "-c", "sts db upgrade && exec gunicorn -c config/gunicorn.conf.py"]
+# exec: the server replaces the shell as PID 1 and receives the stop signal itself.
+ENTRYPOINT ["/bin/sh", "-c", "sts db upgrade && exec sts serve --host 0.0.0.0 --port 8000"]
