@@ -7,7 +7,7 @@
 #     -e STS_DATABASE_URL=postgresql+psycopg://sts:PASSWORD@db:5432/sts chain-sts
 #
 # On start the container migrates the database (sts db upgrade) and then runs sts serve:
-# STS_HTTP_WORKERS processes (2 by default) whose event loops read each request in full before
+# STS_HTTP_WORKERS processes (two per CPU by default) whose event loops read each request in full before
 # it is run, so slow or idle clients hold no worker.
 # Production refuses to boot without an https STS_ISSUER and existing keys.
 FROM python:3.11-slim

@@ -39,6 +39,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from sts.core.settings import Settings
+from sts.web.server import workers_for
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
@@ -48,6 +51,8 @@ TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 AT = "urn:ietf:params:oauth:token-type:access_token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The reference floor's server, as first measured: gunicorn with two sync workers.
+REFERENCE_WORKERS = 2
 #: Where the benchmark's PostgreSQL runs (``--pg`` changes it).
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -607,7 +612,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="STS worker processes (default: as sts serve picks; the reference floor has 2)",
+    )
     parser.add_argument(
         "--server",
         choices=("granian", "gunicorn"),
@@ -667,6 +677,8 @@ def main() -> None:
         "scenarios": {},
     }
     count = 2000 * args.duration
+    if args.workers is None:
+        args.workers = workers_for(Settings(database_url=url))
     server = Server("sts.wsgi:app", env, args.workers, args.server, args.http_threads)
     try:
         for scenario in scenarios(server.url, creds, idp, tool_keys, count):
@@ -718,9 +730,12 @@ def main() -> None:
         server.stop()
     # The floor on the reference server (gunicorn, sync workers), then on the STS's own.
     key_path, floor = floor_scenario()
-    for kind, name in (("gunicorn", floor.name), ("granian", floor.name + "_granian")):
+    for kind, name, workers in (
+        ("gunicorn", floor.name, REFERENCE_WORKERS),
+        ("granian", floor.name + "_granian", args.workers),
+    ):
         floor_server = Server(
-            "bench.floor_app:app", {"BENCH_FLOOR_KEY": str(key_path)}, args.workers, kind
+            "bench.floor_app:app", {"BENCH_FLOOR_KEY": str(key_path)}, workers, kind
         )
         try:
             result = wrk(

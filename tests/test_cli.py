@@ -617,13 +617,14 @@ def test_serve_when_dev_server_then_werkzeug_threaded_with_path_only_log(
     ]  # fmt: skip
 
 
-def test_serve_when_postgresql_then_two_workers_unless_set(tmp_path, monkeypatch, served):
+def test_serve_when_postgresql_then_two_workers_per_cpu_unless_set(tmp_path, monkeypatch, served):
     _clean_environment(monkeypatch, tmp_path)
     cli = Cli(f"sqlite:///{tmp_path / 'sts.db'}", tmp_path / "keys", tmp_path)
     monkeypatch.setenv("STS_HTTP_WORKERS", "3")
     assert "(3 workers)" in cli.run("serve", "--port", "8125").stdout
     assert served[-1]["workers"] == 3
-    assert workers_for(Settings(database_url="postgresql+psycopg://h/db")) == 2
+    cpus = len(os.sched_getaffinity(0))
+    assert workers_for(Settings(database_url="postgresql+psycopg://h/db")) == 2 * cpus
     assert workers_for(Settings(database_url="sqlite:///x.db")) == 1
 
 

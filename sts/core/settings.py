@@ -102,7 +102,7 @@ class Settings:
     demo_registry: bool = False
     #: Production runs on PostgreSQL; an embedded SQLite file must be asked for explicitly.
     allow_sqlite_in_production: bool = False
-    #: Worker processes of ``sts serve``; 0 picks two on PostgreSQL, one on SQLite.
+    #: Worker processes of ``sts serve``; 0 picks two per CPU on PostgreSQL, one on SQLite.
     http_workers: int = 0
     #: Seconds a client has to send a request's headers before its connection is closed.
     http_header_timeout: int = 10

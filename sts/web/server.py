@@ -14,6 +14,7 @@ supported alternative (``config/gunicorn.conf.py``).
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 from granian import Granian
@@ -30,11 +31,15 @@ ACCESS_LOG_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt
 
 
 def workers_for(settings: Settings) -> int:
-    """``STS_HTTP_WORKERS``, or by default two on PostgreSQL and one on an embedded SQLite
-    file (whose single writer a second process would only wait for)."""
+    """``STS_HTTP_WORKERS``, or by default two per CPU on PostgreSQL (a worker runs one request
+    at a time and waits for each database round trip: a second one per CPU fills those waits)
+    and one on an embedded SQLite file (whose single writer a second process would only wait
+    for)."""
     if settings.http_workers:
         return settings.http_workers
-    return 1 if settings.database_url.startswith("sqlite") else 2
+    if settings.database_url.startswith("sqlite"):
+        return 1
+    return 2 * max(len(os.sched_getaffinity(0)), 1)
 
 
 class Serving(Protocol):
