@@ -79,8 +79,28 @@ def state_label(status: str) -> str:
     return STATE_LABELS.get(status, status)
 
 
-def draw(audit: dict[str, Any]) -> Drawing:
-    """The drawing of one transaction as :func:`sts.services.audit.show` tells it."""
+def chain_order(hops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The hops in chain order: every hop after the one whose token it was exchanged from
+    (its parent), siblings by time. Hops issued in the same second are told apart by their
+    lineage, never by chance."""
+    known = {h["jti"] for h in hops}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for hop in hops:
+        parent = hop.get("parent_jti")
+        children.setdefault(parent if parent in known else None, []).append(hop)
+    ordered: list[dict[str, Any]] = []
+    pending = list(reversed(children.get(None, [])))
+    while pending:
+        hop = pending.pop()
+        ordered.append(hop)
+        pending.extend(reversed(children.get(hop["jti"], [])))
+    return ordered
+
+
+def draw(audit: dict[str, Any], kinds: dict[str, str] | None = None) -> Drawing:
+    """The drawing of one transaction as :func:`sts.services.audit.show` tells it; each NHI's
+    box names its kind (``service``, ``agent``, ``workload``) when ``kinds`` knows it."""
+    kinds = kinds or {}
     drawing = Drawing()
     initiator = audit["initiated_by"]
     role = "person" if initiator.get("issuer") else "initiator"
@@ -93,9 +113,9 @@ def draw(audit: dict[str, Any]) -> Drawing:
                 box = drawing.boxes[-1]
                 drawing.arrows.append(Arrow(box.x, box.x + BOX_WIDTH, number, state, True))
             else:
-                drawing._add(actor, "actor", number, state)
+                drawing._add(actor, kinds.get(actor, "nhi"), number, state)
             continue
         if drawing.boxes[-1].name != actor:
-            drawing._add(actor, "actor", None, "live")
-        drawing._add(target, "target", number, state)
+            drawing._add(actor, kinds.get(actor, "nhi"), None, "live")
+        drawing._add(target, kinds.get(target, "nhi"), number, state)
     return drawing

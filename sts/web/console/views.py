@@ -310,17 +310,28 @@ def transaction(call: Call, txn: str) -> Response:
     if len(txn) > MAX_FIELD:
         raise NotFound("no tokens in this transaction", what="txn")
     shown = audit.show(call.store, now=call.now, txn=txn)
+    shown["hops"] = drawing.chain_order(shown["hops"])
     denied_by_hop: dict[str, list[dict[str, Any]]] = {}
     for event in shown["denied"]:
         denied_by_hop.setdefault(event.get("parent_jti") or "", []).append(event)
     return _page(
         "transaction.html",
         audit=shown,
-        drawing=drawing.draw(shown),
+        drawing=drawing.draw(shown, _kinds(call.store, shown)),
         layout=drawing,
         state_label=drawing.state_label,
         denied_by_hop=denied_by_hop,
     )
+
+
+def _kinds(store: AdminStore, shown: dict[str, Any]) -> dict[str, str]:
+    """The kind of every NHI the chain names (one that is gone is just an ``nhi``)."""
+    kinds: dict[str, str] = {}
+    for name in {h["actor"] for h in shown["hops"]} | {h["target"] for h in shown["hops"]}:
+        found = store.nhis.find(name)
+        if found is not None:
+            kinds[name] = found.kind
+    return kinds
 
 
 @page("/nhi/<name>")
