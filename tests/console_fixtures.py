@@ -65,8 +65,11 @@ def register_four_hops(runtime: Runtime, now: int) -> FourHops:
     return FourHops(idp, found, admin, auditor)
 
 
-def run_four_hops(call: TokenCall, fixture: FourHops, now: int) -> tuple[str, list[str]]:
-    """Exchange alice's token hop by hop; the transaction id and each hop's jti."""
+def run_four_hops(
+    call: TokenCall, fixture: FourHops, now: int, *, denied: bool = False
+) -> tuple[str, list[str]]:
+    """Exchange alice's token hop by hop; the transaction id and each hop's jti. With
+    ``denied``, tool also tries to take its token back to web, which no rule allows."""
     token = fixture.idp.token("alice", "web", now, scope="orders:read orders:write profile")
     jtis: list[str] = []
     for actor, audience, scope in HOPS:
@@ -76,6 +79,9 @@ def run_four_hops(call: TokenCall, fixture: FourHops, now: int) -> tuple[str, li
             data["audience"] = audience
         if scope:
             data["scope"] = scope
+        if denied and actor == "tool":
+            status, body = call(fixture.nhis[actor], {**data, "audience": "web"})
+            assert (status, body["error"]) == (400, "invalid_target"), body
         status, body = call(fixture.nhis[actor], data)
         assert status == 200, body
         token = body["access_token"]
