@@ -153,7 +153,10 @@ def test_session_when_admin_nhi_disabled_then_sign_in_again(client, four, runtim
 
 
 # -- every page refused without a session ----------------------------------------------------
-def test_console_routes_when_no_session_then_each_redirects_to_sign_in(app, client):
+@pytest.mark.parametrize("pre_session", [False, True], ids=["no cookie", "sign-in form cookie"])
+def test_console_routes_when_no_session_then_each_redirects_to_sign_in(app, client, pre_session):
+    if pre_session:  # the sign-in form's cookie names no administrator: not a session
+        client.get(SIGN_IN)
     rules = [r for r in app.url_map.iter_rules()
              if r.endpoint.startswith("console.") and r.endpoint
              not in ("console.static", "console.sign_in_form", "console.sign_in")]
@@ -181,11 +184,15 @@ def test_sign_in_when_refused_then_same_answer_whichever_half_was_wrong(client, 
         assert client.get_cookie(COOKIE, path="/console").value.count(".") == 1
     assert REFUSED == "Sign-in refused: these credentials do not identify an administrator."
     assert_to_sign_in(client.get("/console/"))
+    assert sign_in(client, four.admin).status_code == 303
     with runtime.engine.connect() as conn:
         denied = conn.execute(select(AuditEvent.client_id, AuditEvent.reason).where(
             AuditEvent.event == "token.denied").order_by(AuditEvent.id)).all()
+        signed = conn.execute(select(AuditEvent.client_id).where(
+            AuditEvent.event == "admin.console.sign_in")).all()
     assert [tuple(d) for d in denied] == [("ops", "wrong client secret"),
                                           ("nobody", "unknown client")]
+    assert [tuple(s) for s in signed] == [("ops",)]
 
 
 def test_sign_in_when_failures_reach_the_limit_then_even_the_right_secret_is_refused(

@@ -262,7 +262,10 @@ def _authenticate(rt: Runtime, client_id: str, secret: str, now: int) -> Admin |
         return None
     try:
         with rt.engine.begin() as conn:
-            return admin_of_token(body["access_token"], conn, rt, now)
+            admin = admin_of_token(body["access_token"], conn, rt, now)
+            if admin.scopes & set(READ):
+                audit_admin_action(AdminStore(conn), now, admin.client_id, "admin.console.sign_in")
+            return admin
     except ApiError:
         return None
 
