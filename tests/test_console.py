@@ -331,6 +331,14 @@ def test_revoke_when_previewed_then_confirmed_then_dead_hops_and_reason_recorded
     no_reason = client.post("/console/revoke/preview", data={**form, "reason": "  "})
     assert (no_reason.status_code, message_of(no_reason.text)) == (
         400, "A reason is required: it is recorded with the revocation.")
+    unknown = client.post("/console/revoke/preview", data={**form, "kind": "nhi",
+                                                           "target": "nobody", "reason": "x"})
+    assert (unknown.status_code, message_of(unknown.text)) == (
+        404, "No NHI named &#39;nobody&#39;.")
+    wrong_kind = client.post("/console/revoke/preview", data={**form, "kind": "issuer",
+                                                              "reason": "x"})
+    assert (wrong_kind.status_code, message_of(wrong_kind.text)) == (
+        400, "Kind must be one of token, txn, nhi, rule.")
     preview = client.post("/console/revoke/preview", data={**form, "reason": "incident 7"})
     assert preview.status_code == 200
     assert re.findall(r'id="(tokens|transactions)">(\d+)<', preview.text) == [

@@ -165,33 +165,41 @@ def page(
         def endpoint(**kwargs: str) -> Response:
             rt = _rt()
             now = rt.clock.now()
-            with rt.engine.begin() as conn:
-                session = _current_session(conn, now)
-                if session is None or session.admin is None:
-                    return _to_sign_in()
-                g.console_session = session
-                if request.method == "POST" and not session.csrf_matches(request.form.get("csrf")):
-                    return _refuse_csrf(now, session.admin)
-                if not session.scopes & set(scopes):
-                    return _page("error.html", 403, title="Not allowed", message=_not_allowed())
-                call = Call(AdminStore(conn), session.admin, session, now)
-                try:
-                    response = view(call, **kwargs)
-                except NotFound as err:
-                    return _page("error.html", 404, title="Not found", message=_sentence(err))
-                except ServiceError as err:
-                    return _page("error.html", 400, title="Refused", message=_sentence(err))
-                if request.method == "GET" and response.status_code < 300:
-                    audit_admin_action(
-                        call.store, now, call.admin, "admin.read", path=request.path[:300]
-                    )
-                return response
+            try:
+                with rt.engine.begin() as conn:
+                    return _run(view, kwargs, scopes, conn, now)
+            except NotFound as err:  # a refusal rolls the transaction back, as in the API
+                return _page("error.html", 404, title="Not found", message=_sentence(err))
+            except ServiceError as err:
+                return _page("error.html", 400, title="Refused", message=_sentence(err))
 
         endpoint.__name__ = view.__name__
         bp.add_url_rule(rule, view.__name__, endpoint, methods=list(methods))
         return view
 
     return register
+
+
+def _run(
+    view: Callable[..., Response],
+    kwargs: dict[str, str],
+    scopes: tuple[str, ...],
+    conn: Connection,
+    now: int,
+) -> Response:
+    session = _current_session(conn, now)
+    if session is None or session.admin is None:
+        return _to_sign_in()
+    g.console_session = session
+    if request.method == "POST" and not session.csrf_matches(request.form.get("csrf")):
+        return _refuse_csrf(now, session.admin)
+    if not session.scopes & set(scopes):
+        return _page("error.html", 403, title="Not allowed", message=_not_allowed())
+    call = Call(AdminStore(conn), session.admin, session, now)
+    response = view(call, **kwargs)
+    if request.method == "GET" and response.status_code < 300:
+        audit_admin_action(call.store, now, call.admin, "admin.read", path=request.path[:300])
+    return response
 
 
 def _not_allowed() -> str:
