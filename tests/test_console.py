@@ -366,3 +366,47 @@ def test_revoke_when_previewed_then_confirmed_then_dead_hops_and_reason_recorded
     assert "by ops (administrator): incident 7" in page.text
     agent = client.get("/console/nhi/agent").text
     assert re.findall(r"<td><code>([\w-]+)</code></td>", agent) == []
+
+
+def test_transaction_page_when_hops_carry_reports_then_data_touched_under_each(
+    client, four, chain, monkeypatch
+):
+    from sts.services import audit
+    from sts.web.console import views
+
+    txn, jtis = chain
+    shown = audit.show
+
+    def with_reports(store, **kwargs):
+        found = shown(store, **kwargs)
+        for hop in found["hops"]:
+            hop["reports"] = [{"jti": hop["jti"], "resource": "orders/42", "action": "read",
+                               "data_classes": ["pii", "payment"], "records": 3, "bytes": 512,
+                               "destination": None, "outcome": "ok", "at": 1_800_000_000}
+                              ] if hop["jti"] == jtis[3] else []
+        return found
+
+    monkeypatch.setattr(views.audit, "show", with_reports)
+    signed_in(client, four)
+    page = client.get(f"/console/txn/{txn}").text
+    assert page.count('<p class="muted">None reported.</p>') == 3
+    rows = re.findall(r'<table class="reports">.*?<tbody>(.*?)</tbody>', page, re.S)
+    assert rows == ["<tr><td>orders/42</td><td>read</td><td>pii, payment</td><td>3</td>"
+                    "<td>512</td><td>-</td><td>ok</td><td>2027-01-15 08:00:00 UTC</td></tr>"]
+    assert page.index('id="hop-4"') < page.index('class="reports"')
+
+
+@pytest.mark.parametrize("in_ci", [False, True])
+def test_browser_tests_when_chromium_missing_then_skip_locally_and_fail_in_ci(monkeypatch,
+                                                                           in_ci):
+    from tests import test_console_browser as browser_tests
+
+    monkeypatch.setattr(browser_tests, "chromium_path", lambda: None)
+    monkeypatch.setattr(browser_tests, "IN_CI", in_ci)
+    outcome = pytest.fail.Exception if in_ci else pytest.skip.Exception
+    with pytest.raises(outcome) as raised:
+        browser_tests._requirements()
+    reason = "chromium is not installed (apt-get install -y chromium)"
+    assert str(raised.value.msg) == (
+        f"the console's browser tests must run in CI: {reason}" if in_ci
+        else f"browser tests skipped: {reason}")
