@@ -271,6 +271,29 @@ def test_openapi_document_when_every_operation_called_then_responses_match(
     )
     contract.check("/revocations", "get", client.get("/revocations"))
     jti, txn = claims_of(at)["jti"], claims_of(at)["txn"]
+    # access reports (DESIGN §10), by the token's audience
+    for report in (
+        {"jti": jti, "resource": "db://orders", "action": "read", "data_classes": ["pii"]},
+        {"reports": [{"jti": jti, "resource": "db://orders"}]},
+        {"jti": "none", "resource": "db://orders", "action": "read"},
+    ):
+        contract.check(
+            "/access-reports",
+            "post",
+            client.post(
+                "/access-reports",
+                json=report,
+                headers=basic("agent", secrets["agent"]),
+            ),
+        )
+    contract.check(
+        "/access-reports",
+        "post",
+        client.post("/access-reports", data="x", headers=basic("agent", secrets["agent"])),
+    )
+    admin("get", "/audit/touched?resource=db%3A%2F%2Forders", "/audit/touched")
+    admin("get", "/audit/touched?resource=db%3A%2F%2Forders&data_class=pii", "/audit/touched")
+    admin("get", "/audit/touched", "/audit/touched")
     # chains and audit
     admin("get", f"/transactions/{txn}/chain", "/transactions/{txn}/chain")
     admin("get", f"/tokens/{jti}/chain", "/tokens/{jti}/chain")

@@ -163,7 +163,9 @@ def query(path: str, method: str = "get") -> dict[str, Any]:
         properties[name] = schema
         given = request.args.getlist(name)
         if not given:
-            if "default" in schema:
+            if param.get("required"):
+                fields.append({"field": name, "message": "is required"})
+            elif "default" in schema:
                 values[name] = schema["default"]
             continue
         if len(given) > 1:

@@ -199,6 +199,61 @@ class RevocationStore(Protocol):
         id, jti, exp), in order."""
 
 
+@dataclass(frozen=True)
+class ReportedToken:
+    """The lineage row of a token a service reports accesses under (DESIGN §10)."""
+
+    jti: str
+    txn: str
+    #: The token's audience: the only NHI that may report under it.
+    target: str
+    issued_at: int
+    expires_at: int
+    subject: str
+    subject_issuer: str
+    #: The token's actors, outermost first (as in its ``act`` claim).
+    chain: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AccessReport:
+    """What the audience of a token did under it, as it reported (DESIGN §10). The report
+    keeps the token's ``jti`` and ``txn`` so it outlives the lineage row."""
+
+    jti: str
+    txn: str
+    reported_by: str
+    subject: str
+    subject_issuer: str
+    chain: tuple[str, ...]
+    resource: str
+    action: str
+    data_classes: tuple[str, ...]
+    records: int | None
+    bytes: int | None
+    destination: str | None
+    outcome: str | None
+    at: int
+    received_at: int
+    request_id: str = ""
+
+
+class AccessReportStore(Protocol):
+    """Access reports (DESIGN §10), joined to the lineage by ``jti``."""
+
+    def reported_token(self, jti: str) -> ReportedToken | None:
+        """The lineage row of this token, or ``None`` if this STS never issued it (or
+        housekeeping has removed it)."""
+
+    def record_access_reports(self, reports: list[AccessReport]) -> None:
+        """Store every report, in the caller's transaction."""
+
+
+class ReportingStore(ClientStore, AccessReportStore, AuditStore, Protocol):
+    """What the access-report endpoint needs: client authentication, the lineage of the
+    reported tokens, the reports and the audit trail of refusals."""
+
+
 class Store(
     ClientStore,
     TargetStore,

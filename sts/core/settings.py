@@ -69,6 +69,10 @@ class Settings:
     #: Longest lifetime accepted for a ``private_key_jwt`` client assertion, seconds (RFC 7523
     #: §3): its ``jti`` is kept until it expires, so a far ``exp`` is refused.
     client_assertion_max_lifetime: int = 300
+    #: How long after a token's ``exp`` its audience may still report what it did under it
+    #: (``POST /access-reports``, DESIGN §10), seconds: room for a service's report queue to
+    #: drain after an outage of the STS.
+    access_report_grace: int = 3600
     #: Global cap on ``act`` nesting depth of a minted token (a rule may lower it).
     max_chain_depth: int = 5
     #: Failed authentications of one client within the window before it is throttled.
@@ -168,6 +172,8 @@ class Settings:
             raise SettingsError("STS_LEEWAY must be between 0 and 300 seconds")
         if not self.leeway <= self.verifier_leeway <= 3600:
             raise SettingsError("STS_VERIFIER_LEEWAY must be between STS_LEEWAY and 3600 seconds")
+        if not 0 <= self.access_report_grace <= 7 * 86400:
+            raise SettingsError("STS_ACCESS_REPORT_GRACE must be between 0 and 604800 seconds")
         self._validate_key_stage()
         if self.token_ttl > self.max_token_ttl:
             raise SettingsError("STS_TOKEN_TTL must not exceed STS_MAX_TOKEN_TTL")

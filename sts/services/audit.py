@@ -12,6 +12,7 @@ from typing import Any
 
 from sts.services import lineage
 from sts.services.errors import Invalid, NotFound
+from sts.store.access_reports import ReportRecord
 from sts.store.admin import AdminStore
 from sts.store.audit import EventRecord
 from sts.store.lineage import TokenRecord
@@ -143,6 +144,9 @@ def show(
     for hop in hops:
         if hop["actor"] not in executed:
             executed.append(hop["actor"])
+    reports = store.access_reports.for_transaction(txn, MAX_ROWS)
+    for hop in hops:
+        hop["reports"] = [_report(r) for r in reports if r.jti == hop["jti"]]
     denied = store.audit.denied(txn, MAX_ROWS)
     revocation_ids = sorted({h["revocation_id"] for h in hops if h["revocation_id"]})
     return {
@@ -153,10 +157,80 @@ def show(
         "hops": hops,
         "denied": [asdict(e) for e in denied],
         "revocations": _revocations(store, revocation_ids),
-        # Resource servers do not report accesses to Chain STS yet: what was granted is known,
-        # what was accessed with it is not.
-        "accessed": None,
+        # What the hops' audiences reported they touched (DESIGN §10); ``None`` when nothing
+        # was reported: what was granted is known, what was accessed with it is not.
+        "accessed": _accessed(reports),
     }
+
+
+def _report(row: ReportRecord) -> dict[str, Any]:
+    return {
+        "jti": row.jti,
+        "resource": row.resource,
+        "action": row.action,
+        "data_classes": list(row.data_classes),
+        "records": row.records,
+        "bytes": row.bytes,
+        "destination": row.destination,
+        "outcome": row.outcome,
+        "at": row.at,
+        "reported_by": row.reported_by,
+    }
+
+
+def _accessed(reports: list[ReportRecord]) -> dict[str, Any] | None:
+    """The fourth question in one summary: what the whole transaction touched."""
+    if not reports:
+        return None
+    return {
+        "reports": len(reports),
+        "resources": sorted({r.resource for r in reports}),
+        "data_classes": sorted({c for r in reports for c in r.data_classes}),
+        "records": sum(r.records or 0 for r in reports),
+        "bytes": sum(r.bytes or 0 for r in reports),
+        "destinations": sorted({r.destination for r in reports if r.destination}),
+    }
+
+
+def touched(
+    store: AdminStore,
+    *,
+    resource: str,
+    data_class: str | None = None,
+    since: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The reverse question of DESIGN §8: which chains touched ``resource`` (with a report
+    naming ``data_class``, if given) since a time, newest first; each with who initiated it
+    and its path, the actors in the order they acted, ending with the service that reported."""
+    reports = store.access_reports.touching(resource, since, MAX_ROWS)
+    chains: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        if data_class is not None and data_class not in r.data_classes:
+            continue
+        chain = chains.get(r.txn)
+        if chain is None:
+            if len(chains) >= limit:
+                continue
+            chain = chains[r.txn] = {
+                "txn": r.txn,
+                "initiated_by": {"subject": r.subject, "issuer": r.subject_issuer},
+                "path": [],
+                "actions": [],
+                "data_classes": [],
+                "records": 0,
+                "first_at": r.at,
+                "last_at": r.at,
+            }
+        path = [*reversed(r.chain), r.reported_by]
+        if len(path) > len(chain["path"]):
+            chain["path"] = path
+        chain["actions"] = sorted({*chain["actions"], r.action})
+        chain["data_classes"] = sorted({*chain["data_classes"], *r.data_classes})
+        chain["records"] += r.records or 0
+        chain["first_at"] = min(chain["first_at"], r.at)
+        chain["last_at"] = max(chain["last_at"], r.at)
+    return list(chains.values())
 
 
 def list_events(

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy.engine import Connection, Engine
 
+from sts.store.access_reports import AccessReportRepository
 from sts.store.audit import AuditRepository
 from sts.store.housekeeping import HousekeepingRepository
 from sts.store.issuers import IssuerRepository
@@ -28,6 +29,7 @@ class AdminStore:
         self.rules = RuleRepository(conn)
         self.lineage = LineageRepository(conn)
         self.audit = AuditRepository(conn)
+        self.access_reports = AccessReportRepository(conn)
         self.revocations = RevocationRepository(conn)
         self.housekeeping = HousekeepingRepository(conn)
 

@@ -224,3 +224,37 @@ class AuthFailure(Base):
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class AccessReportRow(Base):
+    """What the audience of a token did under it, as it reported (DESIGN §10).
+
+    No foreign key to the lineage: a report keeps the token's ``jti`` and ``txn`` itself, so
+    housekeeping of lineage rows (``sts gc``) and revocations never lose it."""
+
+    __tablename__ = "access_report"
+    __table_args__ = (Index(None, "resource", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    jti: Mapped[str] = mapped_column(Id, index=True)
+    txn: Mapped[str] = mapped_column(Id, index=True)
+    #: The NHI that reported: the token's audience.
+    reported_by: Mapped[str] = mapped_column(Name)
+    #: The chain's subject and the token's actors (outermost first), copied from the lineage
+    #: so "which chains touched this resource" is answered by this table alone.
+    subject: Mapped[str] = mapped_column(Uri)
+    subject_issuer: Mapped[str] = mapped_column(Uri)
+    chain: Mapped[list[Any]] = mapped_column(default=list)
+    resource: Mapped[str] = mapped_column(Uri)
+    action: Mapped[str] = mapped_column(String(64))
+    data_classes: Mapped[list[Any]] = mapped_column(default=list)
+    records: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    destination: Mapped[str | None] = mapped_column(Uri, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: When the access happened (as reported), and when the STS received the report.
+    at: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str] = mapped_column(Id, default="")

@@ -21,8 +21,18 @@ from sqlalchemy.engine import Connection
 
 from sts.core.domain import Client, CredentialView, Target
 from sts.core.lineage import rule_in_force
-from sts.core.ports import AuditRecord, ExchangeHints, Hop, IssuedRecord, IssuerConfig, RuleView
+from sts.core.ports import (
+    AccessReport,
+    AuditRecord,
+    ExchangeHints,
+    Hop,
+    IssuedRecord,
+    IssuerConfig,
+    ReportedToken,
+    RuleView,
+)
 from sts.core.scopes import scope_set
+from sts.store import access_reports
 from sts.store import statements as q
 from sts.store.revocation import cascade, serialize
 
@@ -324,6 +334,14 @@ class SqlStore:
             )
             for r in first.values()
         ]
+
+    def reported_token(self, jti: str) -> ReportedToken | None:
+        if "\x00" in jti:  # no stored jti holds one (PostgreSQL text cannot)
+            return None
+        return access_reports.reported_token(self.conn, jti)
+
+    def record_access_reports(self, reports: list[AccessReport]) -> None:
+        access_reports.record(self.conn, reports)
 
     def serialize_revocations(self) -> None:
         serialize(self.conn)

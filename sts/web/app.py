@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sts.admin_api import init_app as init_admin_api
 from sts.core import errors, logs
@@ -16,10 +16,11 @@ from sts.core.clock import Clock
 from sts.core.ports import Store
 from sts.core.response import Response as EndpointResponse
 from sts.core.settings import JWKS_MAX_AGE, Settings
-from sts.oauth import feed, rfc7009, rfc7662
+from sts.oauth import access_reports, feed, rfc7009, rfc7662
 from sts.oauth.audit_facts import Denied
 from sts.oauth.rfc6749 import OAuthRequest
 from sts.oauth.rfc8414 import (
+    ACCESS_REPORT_PATH,
     FEED_PATH,
     INTROSPECTION_PATH,
     JWKS_PATH,
@@ -30,6 +31,7 @@ from sts.oauth.rfc8414 import (
 )
 from sts.runtime import Runtime, build_runtime, schema_ready
 from sts.store.db import is_unavailable
+from sts.store.sql import SqlStore
 from sts.web.console import init_app as init_console
 from sts.web.forms import FormEndpoints, failure, request_id, run_in_transaction
 from sts.web.source import request_source
@@ -68,6 +70,43 @@ def revocation_feed() -> Response:
         rt, handler, FEED_PATH, request.method, request.headers, [], g.request_id, source
     )
     return _json(body, status, headers)
+
+
+def _report_body(max_bytes: int) -> bytes:
+    """The body, at most ``max_bytes`` (a larger one is refused before it is parsed)."""
+    try:
+        body = request.stream.read(max_bytes + 1)
+    except RequestEntityTooLarge:
+        raise access_reports.too_large() from None
+    if len(body) > max_bytes:
+        raise access_reports.too_large()
+    return body
+
+
+def access_report() -> Response:
+    """``POST /access-reports`` (DESIGN §10): the body is read and checked before the
+    transaction, the reports are stored in it, the answer leaves after the commit."""
+    rt = runtime()
+    rid = g.request_id
+    try:
+        raw = _report_body(rt.settings.max_request_bytes)
+        batch = access_reports.parse(raw, request.mimetype)
+        oauth_request = OAuthRequest(
+            "POST",
+            rt.settings.issuer.rstrip("/") + ACCESS_REPORT_PATH,
+            request.headers,
+            batch.auth,
+            rt.clock.now(),
+            rid,
+            request_source(request.environ, rt.settings.proxy_networks()),
+        )
+        with rt.engine.begin() as conn:
+            status, body, headers = access_reports.accept(
+                rt.server, batch, oauth_request, SqlStore(conn)
+            )
+    except Exception as exc:
+        status, body, headers = failure(rt, exc, ACCESS_REPORT_PATH, rid).response()
+    return _json(body, status, [(k, v) for k, v in headers if k.lower() != "content-type"])
 
 
 def oauth_metadata() -> Response:
@@ -149,6 +188,7 @@ def create_app(
     )
     app.add_url_rule(FEED_PATH, "revocation_feed", revocation_feed)
     app.add_url_rule(METADATA_PATH, "metadata", oauth_metadata)
+    app.add_url_rule(ACCESS_REPORT_PATH, "access_reports", access_report, methods=["POST"])
     app.add_url_rule(JWKS_PATH, "jwks", jwks)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/readyz", "readyz", readyz)

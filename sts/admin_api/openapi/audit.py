@@ -24,6 +24,7 @@ from sts.admin_api.openapi.common import (
     integer,
     listing,
     lookup,
+    nullable,
     obj,
     query,
     ref,
@@ -78,8 +79,41 @@ def schemas() -> dict[str, Schema]:
                 "status_reason": STR,
                 "revoked_at": OPT_INT,
                 "revocation_id": OPT_INT,
+                "reports": described(
+                    array(ref("HopReport")),
+                    "What this hop's audience reported it did under the token (DESIGN §10).",
+                ),
             }
         ),
+        "HopReport": obj(
+            {
+                "jti": STR,
+                "resource": STR,
+                "action": STR,
+                "data_classes": STRINGS,
+                "records": OPT_INT,
+                "bytes": OPT_INT,
+                "destination": OPT_STR,
+                "outcome": OPT_STR,
+                "at": INT,
+                "reported_by": STR,
+            }
+        ),
+        "TouchedChain": obj(
+            {
+                "txn": STR,
+                "initiated_by": obj({"subject": STR, "issuer": STR}),
+                "path": described(
+                    STRINGS, "The actors in the order they acted, then the service that reported."
+                ),
+                "actions": STRINGS,
+                "data_classes": STRINGS,
+                "records": INT,
+                "first_at": INT,
+                "last_at": INT,
+            }
+        ),
+        "TouchedChainList": listing("TouchedChain"),
         "AuditStory": obj(
             {
                 "txn": STR,
@@ -108,7 +142,19 @@ def schemas() -> dict[str, Schema]:
                     )
                 ),
                 "accessed": described(
-                    {"type": "null"}, "What was accessed: not reported by resource servers yet."
+                    nullable(
+                        obj(
+                            {
+                                "reports": INT,
+                                "resources": STRINGS,
+                                "data_classes": STRINGS,
+                                "records": INT,
+                                "bytes": INT,
+                                "destinations": STRINGS,
+                            }
+                        )
+                    ),
+                    "What the transaction touched, as reported; null when nothing was.",
                 ),
             }
         ),
@@ -135,6 +181,24 @@ def paths() -> dict[str, Schema]:
                 [JTI_PARAM],
                 "AuditStory",
                 "As for its transaction, focused on it.",
+            ),
+        },
+        f"{PREFIX}/audit/touched": {
+            "get": admin_op(
+                TAG,
+                "listTouchingChains",
+                "The chains that touched a resource, newest first",
+                READ,
+                {"200": response("TouchedChainList", "Matching transactions.")},
+                parameters=[
+                    {
+                        **query("resource", text(2048, 1), "The resource reported."),
+                        "required": True,
+                    },
+                    query("data_class", text(64, 1), "Only reports naming this data class."),
+                    query("since", integer(0, MAX_TIME), "Epoch seconds."),
+                    LIMIT,
+                ],
             ),
         },
         f"{PREFIX}/audit/events": {

@@ -22,6 +22,7 @@ from sts.admin_api.openapi.common import (
     response,
 )
 from sts.oauth.rfc8414 import (
+    ACCESS_REPORT_PATH,
     FEED_PATH,
     INTROSPECTION_PATH,
     JWKS_PATH,
@@ -107,6 +108,51 @@ def schemas() -> dict[str, Schema]:
             },
             ["active"],
         ),
+        "AccessReport": obj(
+            {
+                "jti": described(STR, "The token the access was made under."),
+                "resource": described(STR, "What was touched (a URI, table, path)."),
+                "action": described(STR, "What was done: read, write, list, send, ..."),
+                "data_classes": described(STRINGS, "e.g. pii, financial (at most 32)."),
+                "records": INT,
+                "bytes": INT,
+                "destination": described(STR, "Where the data went, if it left."),
+                "outcome": STR,
+                "at": described(INT, "When (epoch seconds; default: received)."),
+            },
+            ["jti", "resource", "action"],
+        ),
+        "AccessReportRequest": {
+            "oneOf": [
+                ref("AccessReport"),
+                obj(
+                    {"reports": array(ref("AccessReport"), minItems=1, maxItems=100)},
+                    ["reports"],
+                ),
+            ],
+            "description": "One report or a batch, with client_id/client_secret or "
+            "client_assertion/client_assertion_type beside it unless HTTP Basic is used.",
+        },
+        "AccessReportError": obj(
+            {
+                "error": STR,
+                "error_description": STR,
+                "code": enum(
+                    [
+                        "unsupported_media_type",
+                        "body_too_large",
+                        "malformed_json",
+                        "invalid_report",
+                        "batch_too_large",
+                        "unknown_token",
+                        "token_expired",
+                        "at_outside_lifetime",
+                    ]
+                ),
+                "fields": array(obj({"field": STR, "message": STR})),
+            },
+            ["error", "error_description", "code"],
+        ),
         "RevocationFeed": obj(
             {"revoked": array(obj({"jti": STR, "exp": INT})), "next": STR, "more": BOOL}
         ),
@@ -118,6 +164,7 @@ def schemas() -> dict[str, Schema]:
                 "introspection_endpoint": STR,
                 "revocation_endpoint": STR,
                 "revocation_feed_endpoint": STR,
+                "access_report_endpoint": STR,
                 "grant_types_supported": STRINGS,
                 "token_endpoint_auth_methods_supported": STRINGS,
             },
@@ -233,6 +280,35 @@ def paths() -> dict[str, Schema]:
                     query("since", STR, "The `next` of the previous answer; empty: start."),
                 ],
             )
+        },
+        ACCESS_REPORT_PATH: {
+            "post": {
+                "operationId": "reportAccess",
+                "summary": "Report what was done under a token (its audience only)",
+                "description": "DESIGN §10. Accepted from the token's audience, for a token "
+                "of this STS, until its exp plus STS_ACCESS_REPORT_GRACE; a batch is stored "
+                "whole or not at all.",
+                "tags": ["oauth"],
+                "security": CLIENT_AUTH,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("AccessReportRequest")}},
+                },
+                "responses": {
+                    "201": response(obj({"stored": INT}), "Every report stored.", headers=NO_STORE),
+                    **{
+                        status: response("AccessReportError", text)
+                        for status, text in (
+                            ("400", "A report is malformed or refused (see code)."),
+                            ("413", "body_too_large."),
+                            ("415", "unsupported_media_type."),
+                        )
+                    },
+                    "401": oauth_error("invalid_client: client authentication failed."),
+                    "503": oauth_error("temporarily_unavailable: the registry is unreachable."),
+                    "default": oauth_error("Any other error."),
+                },
+            }
         },
         METADATA_PATH: {
             "get": _public_op(

@@ -52,6 +52,19 @@ def token_audit(call: Call, jti: str) -> Response:
     return json_response(audit.show(call.store, now=call.now, jti=jti))
 
 
+@route("/audit/touched", "GET", READ)
+def list_touching_chains(call: Call) -> Response:
+    q = query("/audit/touched")
+    chains = audit.touched(
+        call.store,
+        resource=q["resource"],
+        data_class=q.get("data_class"),
+        since=q.get("since"),
+        limit=q["limit"],
+    )
+    return json_response({"items": chains})
+
+
 @route("/audit/events", "GET", READ)
 def list_audit_events(call: Call) -> Response:
     q = query("/audit/events")

@@ -13,6 +13,8 @@ TOKEN_PATH = "/token"  # noqa: S105
 INTROSPECTION_PATH = "/introspect"
 REVOCATION_PATH = "/revoke"
 FEED_PATH = "/revocations"
+#: Where a token's audience reports what it did under it (DESIGN §10).
+ACCESS_REPORT_PATH = "/access-reports"
 
 
 def metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
@@ -26,6 +28,8 @@ def metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
         "revocation_endpoint": base + REVOCATION_PATH,
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_feed_endpoint": base + FEED_PATH,
+        "access_report_endpoint": base + ACCESS_REPORT_PATH,
+        "access_report_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "grant_types_supported": grant_types,
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_JWS_ALGORITHMS),
