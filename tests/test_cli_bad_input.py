@@ -21,6 +21,8 @@ OVERFLOW = "99999999999999999999"
 TIME_AND_NUMBER_OPTIONS = [
     (["audit", "list"], [], "--since"),
     (["audit", "list"], [], "--limit"),
+    (["audit", "touched"], ["--resource", "db://orders"], "--since"),
+    (["audit", "touched"], ["--resource", "db://orders"], "--limit"),
     (["gc"], [], "--retention-days"),
     (["rule", "create"], ["--actor", "web", "--target", "web", "--scope", "a"], "--max-depth"),
     (["rule", "create"], ["--actor", "web", "--target", "web", "--scope", "a"], "--max-ttl"),

@@ -161,17 +161,18 @@ def chain() -> None:
     """Read identity chains back from the lineage."""
 
 
-def _print_tree(nodes: list[dict[str, Any]], indent: str = "") -> None:
+def _print_tree(nodes: list[dict[str, Any]], indent: str = "", hop: int = 1) -> None:
+    """The tree, each token numbered by its hop in chain order (1: the first exchange)."""
     for i, node in enumerate(nodes):
         last = i == len(nodes) - 1
         branch = "" if not indent and not node["parent_jti"] else ("└─ " if last else "├─ ")
         say(
-            f"{indent}{branch}{node['jti']}  {node['actor']} -> {node['target']}  "
+            f"{indent}{branch}hop {hop}: {node['jti']}  {node['actor']} -> {node['target']}  "
             f"[{node['scope']}]  exp {iso_time(node['expires_at'])}  "
             f"rule {node['rule_id'] or '-'}  {node['status']}"
             + (f" ({node['status_reason']})" if node["status_reason"] else "")
         )
-        _print_tree(node["children"], indent + ("   " if last else "│  "))
+        _print_tree(node["children"], indent + ("   " if last else "│  "), hop + 1)
 
 
 @chain.command("show", context_settings=TAKES_IDS)

@@ -130,12 +130,15 @@ def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
             f"{iso_time(init['at'])}, first client {init['first_client']}"
         )
         say(f"executed by {' -> '.join(story['executed_by'])}")
-        for hop in story["hops"]:
+        # Hops in chain order: hop 1 is the first exchange of the transaction.
+        for number, hop in enumerate(story["hops"], 1):
             say(
-                f"  hop {hop['depth']}: {hop['actor']} (credential "
+                f"  hop {number}: {hop['actor']} (credential "
                 f"{hop['credential_id'] or '-'}) -> {hop['target']} [{hop['scope']}] "
                 f"rule {hop['rule_id'] or '-'} {hop['status']} jti {hop['jti']}"
             )
+            for report in hop.get("reports", []):
+                say(f"    {_report_line(report)}")
         for event in story["denied"]:
             say(
                 f"  denied {iso_time(event['at'])}: {event['client_id']} -> "
@@ -146,9 +149,122 @@ def audit_show(jti: str | None, txn: str | None, as_json: bool) -> None:
                 f"  revoked {iso_time(rev['at'])} by {_revoker(rev)}: {rev['kind']} "
                 f"{rev['target']} ({rev['reason'] or 'no reason given'})"
             )
-        say("  accessed: not reported by resource servers")
+        say(f"  accessed: {_accessed_line(story['accessed'])}")
 
     emit(as_json, story, human)
+
+
+def _report_line(report: dict[str, Any]) -> str:
+    """One access report under its hop: who did what to which data, and where it went."""
+    parts = [
+        f"{iso_time(report['at'])} {report['reported_by']} {report['action']} {report['resource']}"
+    ]
+    if report["data_classes"]:
+        parts.append(f"[{', '.join(report['data_classes'])}]")
+    if report["records"] is not None:
+        parts.append(f"{report['records']} record(s)")
+    if report["bytes"] is not None:
+        parts.append(f"{report['bytes']} bytes")
+    if report["destination"]:
+        parts.append(f"-> {report['destination']}")
+    if report["outcome"]:
+        parts.append(f"({report['outcome']})")
+    return " ".join(parts)
+
+
+def _accessed_line(accessed: dict[str, Any] | None) -> str:
+    if accessed is None:
+        return "nothing reported by the services the tokens were addressed to"
+    classes = ", ".join(accessed["data_classes"]) or "no data classes named"
+    sent = ", ".join(accessed["destinations"]) or "nowhere reported"
+    return (
+        f"{accessed['reports']} report(s): {', '.join(accessed['resources'])} "
+        f"[{classes}], {accessed['records']} record(s), {accessed['bytes']} bytes, "
+        f"sent to {sent}"
+    )
+
+
+@audit.command("touched")
+@click.option("--resource", required=True, help="The resource reported (URI, table, path).")
+@click.option("--data-class", default=None, help="Only reports naming this data class.")
+@click.option("--since", default=None, help="ISO 8601 time or epoch seconds.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+@handles_errors
+def audit_touched(
+    resource: str, data_class: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """The chains that touched a resource, newest first: who initiated each, its path."""
+    with open_store() as store:
+        chains = audit_service.touched(
+            store, resource=resource, data_class=data_class, since=_since(since), limit=limit
+        )
+
+    def human() -> None:
+        if not chains:
+            say(f"no reported access to {resource}")
+            return
+        for c in chains:
+            init = c["initiated_by"]
+            say(
+                f"txn {c['txn']}  initiated by {init['subject']} (issuer {init['issuer']})  "
+                f"{iso_time(c['first_at'])} .. {iso_time(c['last_at'])}"
+            )
+            say(f"  path: {' -> '.join(c['path'])}")
+            classes = ", ".join(c["data_classes"]) or "-"
+            say(f"  did: {', '.join(c['actions'])} [{classes}] {c['records']} record(s)")
+
+    emit(as_json, chains, human)
+
+
+#: What an administrative event changed, in words; members missing from an event's detail
+#: read as ``?``.
+ADMIN_EVENTS = {
+    "admin.nhi.create": "created {kind} NHI {nhi}",
+    "admin.nhi.disable": "disabled NHI {nhi}, {tokens} live token(s) revoked",
+    "admin.nhi.enable": "enabled NHI {nhi}",
+    "admin.credential.add": "added {type} credential {credential} to {nhi}",
+    "admin.credential.rotate": "rotated {nhi} to credential {credential} (old ones live {grace} s)",
+    "admin.rule.create": "created rule {rule}: {actor} -> {targets}",
+    "admin.rule.disable": "disabled rule {rule}, {tokens} live token(s) revoked",
+    "admin.issuer.add": "trusted issuer {issuer}",
+}
+
+
+class _Detail(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _what(e: dict[str, Any]) -> str:
+    """What an event changed or why it was refused, in one phrase."""
+    name, detail = e["event"], _Detail(e["detail"] or {})
+    if isinstance(detail.get("targets"), list):
+        detail["targets"] = ", ".join(str(t) for t in detail["targets"])
+    if name.startswith("admin.revoke."):
+        kind = name.split(".")[2]
+        if name.endswith(".dry_run"):
+            what = f"previewed revoking {kind} {detail['target']}: {detail['tokens']} token(s)"
+        else:
+            what = f"revoked {kind} {detail['target']}: {detail['tokens']} live token(s)"
+    elif name in ADMIN_EVENTS:
+        what = ADMIN_EVENTS[name].format_map(detail)
+    else:
+        return str(e["reason"] or "-")
+    reason = detail.get("reason")
+    return f"{what} ({reason})" if reason else what
+
+
+AUDIT_COLUMNS = (
+    ("TIME", 20),
+    ("EVENT", 24),
+    ("DECISION", 8),
+    ("CLIENT", 20),
+    ("SUBJECT", 20),
+    ("TARGET", 20),
+    ("TXN", 24),
+    ("JTI", 24),
+)
 
 
 @audit.command("list")
@@ -182,11 +298,16 @@ def audit_list(
         )
 
     def human() -> None:
+        say(" ".join(f"{name:{width}}" for name, width in AUDIT_COLUMNS) + " WHAT")
         for e in events:
-            say(
-                f"{iso_time(e['at'])}  {e['event']:24} {e['decision']:8} "
-                f"{e['client_id'] or '-':20} {e['subject'] or '-':20} {e['reason']}"
+            values = (
+                iso_time(e["at"]),
+                e["event"],
+                e["decision"],
+                *(e[k] or "-" for k in ("client_id", "subject", "target", "txn", "jti")),
             )
+            cells = (f"{v:{w}}" for v, (_, w) in zip(values, AUDIT_COLUMNS, strict=True))
+            say(" ".join(cells) + " " + _what(e))
 
     emit(as_json, events, human)
 
