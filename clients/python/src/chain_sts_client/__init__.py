@@ -7,6 +7,8 @@ extra ``flask``). The STS itself takes the protocol values it shares with servic
 * :class:`ExchangeClient` — token exchange (RFC 8693) and client credentials, with caching;
 * :class:`TokenVerifier` — verify an incoming token: keys, audience, scope, revocation feed;
   :class:`Caller` is who called, on whose behalf, within which transaction;
+* :class:`AccessReporter` — report what was done under a token, queued and sent in the
+  background (``current_caller().report(...)`` in Flask);
 * :mod:`chain_sts_client.flask` — ``@require_token`` and ``downstream_auth`` for Flask apps;
 * :mod:`chain_sts_client.http_auth` — :class:`~chain_sts_client.http_auth.ExchangeAuth`
   for ``requests``.
@@ -34,11 +36,13 @@ from chain_sts_client.errors import (
 )
 from chain_sts_client.exchange import ExchangeClient, IssuedToken
 from chain_sts_client.jwks import JwksCache, StaticJwks
+from chain_sts_client.reports import AccessReporter
 from chain_sts_client.revocation_feed import RevocationFeed
 from chain_sts_client.transport import HttpResponse, Transport, UrllibTransport
 from chain_sts_client.verifier import Caller, TokenVerifier
 
 __all__ = [
+    "AccessReporter",
     "Caller",
     "ClientCredential",
     "ClientSecret",

@@ -37,6 +37,7 @@ class ServerMetadata:
     introspection_endpoint: str | None = None
     revocation_endpoint: str | None = None
     revocation_feed_endpoint: str | None = None
+    access_report_endpoint: str | None = None
     token_endpoint_auth_methods_supported: tuple[str, ...] = ()
 
     @classmethod
@@ -61,6 +62,7 @@ class ServerMetadata:
             introspection_endpoint=url("introspection_endpoint"),
             revocation_endpoint=url("revocation_endpoint"),
             revocation_feed_endpoint=url("revocation_feed_endpoint"),
+            access_report_endpoint=url("access_report_endpoint"),
             token_endpoint_auth_methods_supported=tuple(str(m) for m in methods),
         )
 

@@ -23,6 +23,7 @@ feed cannot be read.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 import jwt
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, after_this_request, current_app, g, request
 
 from chain_sts_client.credentials import ClientCredential, ClientSecret
 from chain_sts_client.errors import (
@@ -42,6 +43,7 @@ from chain_sts_client.errors import (
 )
 from chain_sts_client.exchange import ExchangeClient
 from chain_sts_client.http_auth import ExchangeAuth
+from chain_sts_client.reports import DEFAULT_QUEUE, AccessReporter
 from chain_sts_client.verifier import MAX_TOKEN_BYTES, Caller, TokenVerifier
 
 __all__ = ["ChainSts", "current_caller", "downstream_auth", "require_token"]
@@ -86,6 +88,7 @@ class ChainSts:
         follow_feed: bool = True,
         poll_interval: float = 5.0,
         max_staleness: float = 60.0,
+        report_queue: int = DEFAULT_QUEUE,
     ) -> None:
         if client is None:
             if credential is None and client_id is not None and client_secret is not None:
@@ -100,7 +103,9 @@ class ChainSts:
         self.follow_feed = follow_feed
         self.poll_interval = poll_interval
         self.max_staleness = max_staleness
+        self.report_queue = report_queue
         self._sts_verifier: TokenVerifier | None = None
+        self._reporter: AccessReporter | None = None
         self._lock = threading.Lock()
         if app is not None:
             self.init_app(app)
@@ -144,18 +149,32 @@ class ChainSts:
         raise InvalidToken("token from an unknown issuer")
 
     def verify(self, token: str, scope: str | Iterable[str] | None = None) -> Caller:
-        return self.verifier_for(token).verify(token, scope)
+        caller = self.verifier_for(token).verify(token, scope)
+        if caller.issuer == self.client.issuer:
+            # Only the STS's own tokens can be reported on (DESIGN §10).
+            caller = dataclasses.replace(caller, reporter=self.reporter)
+        return caller
+
+    @property
+    def reporter(self) -> AccessReporter:
+        """The background sender of this service's access reports (made on first use)."""
+        with self._lock:
+            if self._reporter is None:
+                self._reporter = AccessReporter(self.client, max_queue=self.report_queue)
+            return self._reporter
 
     def close(self) -> None:
-        """Stop polling the revocation feed."""
+        """Stop polling the revocation feed; send what is left of the access reports."""
         if self._sts_verifier is not None:
             self._sts_verifier.stop()
+        if self._reporter is not None:
+            self._reporter.close()
 
     # -- decorators and downstream auth ----------------------------------------------------
     def require_token(
-        self, scope: str | Iterable[str] | None = None
+        self, scope: str | Iterable[str] | None = None, *, report: bool = False
     ) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
-        return _require(lambda: self, scope)
+        return _require(lambda: self, scope, report)
 
     def downstream(
         self,
@@ -197,8 +216,21 @@ def _refusal(exc: TokenRejected) -> Response:
     return response
 
 
+def _report_route(caller: Caller) -> None:
+    """After the view: report the route (resource) and the HTTP method (action), with the
+    answer's outcome, under the caller's token."""
+    resource = request.url_rule.rule if request.url_rule is not None else request.path
+    action = request.method
+
+    @after_this_request
+    def report(response: Response) -> Response:
+        outcome = "success" if response.status_code < 400 else f"http_{response.status_code}"
+        caller.report(resource=resource, action=action, outcome=outcome)
+        return response
+
+
 def _require(
-    extension: Callable[[], ChainSts], scope: str | Iterable[str] | None
+    extension: Callable[[], ChainSts], scope: str | Iterable[str] | None, report: bool = False
 ) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
     def decorator(view: Callable[P, R]) -> Callable[P, R | Response]:
         @functools.wraps(view)
@@ -219,6 +251,8 @@ def _require(
                 return _refusal(exc)
             g._chain_sts_token = token
             g.chain_sts_caller = caller
+            if report and caller.reporter is not None:
+                _report_route(caller)
             return view(*args, **kwargs)
 
         return wrapper
@@ -235,15 +269,19 @@ def require_token(
 @overload
 def require_token(
     scope: str | Iterable[str] | None = None,
+    *,
+    report: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R | Response]]: ...
 
 
-def require_token(scope: Any = None) -> Any:
+def require_token(scope: Any = None, *, report: bool = False) -> Any:
     """Protect a view: ``@require_token`` or ``@require_token(scope="orders:read")``, with the
-    :class:`ChainSts` of the current application."""
+    :class:`ChainSts` of the current application. With ``report=True`` each call is reported
+    to the STS as an access (resource: the route, action: the HTTP method), in the
+    background."""
     if callable(scope):
         return _require(_extension, None)(scope)
-    return _require(_extension, scope)
+    return _require(_extension, scope, report)
 
 
 def current_caller() -> Caller:

@@ -30,6 +30,7 @@ from chain_sts_client.scopes import scope_set, scope_str
 
 if TYPE_CHECKING:
     from chain_sts_client.exchange import ExchangeClient
+    from chain_sts_client.reports import AccessReporter
 
 #: Asymmetric JWS algorithms only: never ``none``, never HMAC (RFC 8725 §3.1).
 DEFAULT_ALGORITHMS = ASYMMETRIC_JWS_ALGORITHMS
@@ -62,6 +63,36 @@ class Caller:
     #: person's identity provider), ``{"format": "iss_sub", "iss": ..., "sub": ...}``.
     sub_id: Mapping[str, Any] | None = None
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Where :meth:`report` queues reports (set by the Flask integration for the STS's
+    #: tokens).
+    reporter: AccessReporter | None = field(default=None, repr=False, compare=False)
+
+    def report(
+        self,
+        *,
+        resource: str,
+        action: str,
+        data_classes: Iterable[str] = (),
+        records: int | None = None,
+        bytes: int | None = None,
+        destination: str | None = None,
+        outcome: str | None = None,
+    ) -> bool:
+        """Report what this service did under the caller's token (DESIGN §10): queued and
+        sent in the background, never slowing the request. ``False`` if the report queue
+        was full and it was dropped."""
+        if self.reporter is None or self.jti is None:
+            raise RuntimeError("only a token of the STS, verified by ChainSts, can be reported on")
+        return self.reporter.report(
+            jti=self.jti,
+            resource=resource,
+            action=action,
+            data_classes=data_classes,
+            records=records,
+            bytes=bytes,
+            destination=destination,
+            outcome=outcome,
+        )
 
     @property
     def scope(self) -> str:
