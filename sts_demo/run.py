@@ -409,23 +409,56 @@ def send_request(web_url: str, token: str) -> tuple[int, dict[str, Any]]:
     return reply.status_code, body
 
 
-def print_audit(settings: Settings, txn: str, say: Say) -> None:
+def _story(settings: Settings, txn: str) -> dict[str, Any]:
     engine = create_engine(settings.database_url, hide_parameters=True)
     try:
         with admin_store(engine) as store:
-            story = audit.show(store, now=int(time.time()), txn=txn)
+            return audit.show(store, now=int(time.time()), txn=txn)
     finally:
         engine.dispose()
+
+
+def wait_for_reports(settings: Settings, txn: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The transaction's story once the data service's report has arrived (the SDK sends it
+    in the background, after the answer), or as it stands at the timeout."""
+    deadline = time.monotonic() + timeout
+    story = _story(settings, txn)
+    while story["accessed"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        story = _story(settings, txn)
+    return story
+
+
+def print_audit(story: dict[str, Any], say: Say) -> None:
+    """The four questions of an incident, answered for the transaction."""
     init = story["initiated_by"]
-    say(f"  initiated by  {init['subject']} (issuer {init['issuer'] or 'not recorded'})"
+    say(f"  1. initiated by  {init['subject']} (issuer {init['issuer'] or 'not recorded'})"
         f" at {_iso(init['at'])}, first client {init['first_client']}")  # fmt: skip
-    say(f"  executed by   {' -> '.join(story['executed_by'])}")
-    for hop in story["hops"]:
+    say(f"  2. executed by   {' -> '.join(story['executed_by'])}")
+    say("  3. identities per hop (hop 1 is the first exchange):")
+    for number, hop in enumerate(story["hops"], 1):
         say(
-            f"  hop {hop['depth']}: {hop['actor']} -> {hop['target']} [{hop['scope']}]"
+            f"     hop {number}: {hop['actor']} -> {hop['target']} [{hop['scope']}]"
             f"  credential {hop['credential_id'] or '-'}  rule {hop['rule_id'] or '-'}"
             f"  {hop['status']}"
         )
+    say("  4. data accessed and sent (as the services reported it):")
+    for number, hop in enumerate(story["hops"], 1):
+        for r in hop.get("reports", []):
+            say(
+                f"     hop {number}: {r['reported_by']} {r['action']} {r['resource']}"
+                f"  [{', '.join(r['data_classes']) or '-'}]  {r['records']} record(s)"
+                f"  sent to {r['destination'] or '-'}"
+            )
+    if story["accessed"] is None:
+        say("     nothing reported")
+
+
+def print_died(story: dict[str, Any], say: Say) -> None:
+    """Each hop of the transaction after the revocation: what died, what was left."""
+    for number, hop in enumerate(story["hops"], 1):
+        state = hop["status"] + (f" ({hop['status_reason']})" if hop["status_reason"] else "")
+        say(f"     hop {number}: {hop['actor']} -> {hop['target']}  {state}")
 
 
 def revoke_agent(settings: Settings, agent: str, say: Say) -> None:
@@ -470,11 +503,16 @@ def run_demo(issuer: str | None, keep: bool, say: Say) -> int:
             raise DemoError(f"request 1 failed (HTTP {status})")
         txn = next(h["saw"]["txn"] for h in _hops(trace) if h["saw"]["txn"])
 
-        say(f"\nAudit: who initiated it, who touched it  ($ sts audit show --txn {txn})")
-        print_audit(settings, txn, say)
+        say(f"\nAudit: the four questions  ($ sts audit show --txn {txn})")
+        print_audit(wait_for_reports(settings, txn), say)
 
         say("\nRevocation: the agent is compromised")
         revoke_agent(settings, names["agent"], say)
+        say(f"  what died in request 1's chain  ($ sts chain show --txn {txn}):")
+        print_died(_story(settings, txn), say)
+        say(f"  the console draws this chain at {settings.issuer}/console/txn/{txn}")
+        say("  (sign in with an admin NHI: $ sts admin bootstrap NAME; the demo's own STS")
+        say("  stops when the demo ends, so use --issuer to keep the chain on a running STS)")
 
         say(f"\nRequest 2: {PERSON} asks again, with a new sign-in token")
         status, trace = send_request(urls["web"], idp.token(PERSON, names["web"], PERSON_SCOPE))

@@ -5,7 +5,8 @@ process (``python -m sts_demo.services CONFIG ROLE [DOWNSTREAM_URL]``) on a free
 port, which it reports on its first line of output (``READY <port>``). A hop verifies the
 incoming token with ``@require_token``, calls the next hop with ``downstream_auth`` (a token
 exchanged for that hop only), and answers with what it saw: the decoded claims of the token
-it received (never the token), and the answer or refusal of the next hop.
+it received (never the token), and the answer or refusal of the next hop. The ``data`` hop
+reports what it read to the STS (an access report, sent in the background by the SDK).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 ROLES = ("web", "agent", "tool", "data")
+#: What the data service reads, and the classes of data in it.
+DATA_RESOURCE = "db://orders"
+DATA_CLASSES = ("pii", "order-history")
 ORDERS = [
     {"id": "A-1001", "item": "coffee beans", "status": "shipped"},
     {"id": "A-1002", "item": "grinder", "status": "processing"},
@@ -75,7 +79,17 @@ def build_app(role: str, config: dict[str, Any], downstream_url: str | None = No
     def handle() -> tuple[dict[str, Any], int]:
         hop: dict[str, Any] = {"service": role, "saw": current_caller().summary()}
         if downstream is None:
-            hop["result"] = {"orders": ORDERS, "for": current_caller().sub}
+            caller = current_caller()
+            # What this hop touched, reported to the STS in the background (DESIGN §10).
+            caller.report(
+                resource=DATA_RESOURCE,
+                action="read",
+                records=len(ORDERS),
+                data_classes=list(DATA_CLASSES),
+                destination=caller.immediate_caller,
+                outcome="success",
+            )
+            hop["result"] = {"orders": ORDERS, "for": caller.sub}
             return hop, 200
         try:
             reply = requests.post(

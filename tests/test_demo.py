@@ -61,6 +61,16 @@ def test_demo_when_run_then_it_shows_the_chain_the_audit_and_the_revocation(tmp_
     assert "executed by   web -> agent -> tool" in out
     assert re.search(r"hop 3: tool -> data \[orders:read\]  credential cred_\w+  rule rule_\w+"
                      r"  active", out)
+    # The fourth question: what the data service reported it touched, under its hop.
+    (txn,) = txns
+    assert ("4. data accessed and sent (as the services reported it):\n"
+            "     hop 3: data read db://orders  [pii, order-history]  2 record(s)  sent to tool\n"
+            in out)  # fmt: skip
+    # After the revocation: what died of request 1's chain, and where the console draws it.
+    assert ("     hop 1: web -> agent  revoked\n     hop 2: agent -> tool  revoked\n"
+            "     hop 3: tool -> data  revoked\n") in out  # fmt: skip
+    assert re.search(rf"the console draws this chain at http://127\.0\.0\.1:\d+/console/txn/{txn}",
+                     out)  # fmt: skip
     # The revocation (the hop addressed to the agent and the two it acted in, DESIGN §7),
     # and the next request dying at the agent's hop.
     assert "revoked nhi agent: 3 live token(s) in 1 transaction(s)" in out
