@@ -241,9 +241,9 @@ class AccessReport:
 class AccessReportStore(Protocol):
     """Access reports (DESIGN §10), joined to the lineage by ``jti``."""
 
-    def reported_token(self, jti: str) -> ReportedToken | None:
-        """The lineage row of this token, or ``None`` if this STS never issued it (or
-        housekeeping has removed it)."""
+    def reported_tokens(self, jtis: list[str]) -> dict[str, ReportedToken]:
+        """The lineage rows of these tokens, by ``jti``, in one lookup; a token this STS
+        never issued (or whose row housekeeping removed) is absent."""
 
     def record_access_reports(self, reports: list[AccessReport]) -> None:
         """Store every report, in the caller's transaction."""

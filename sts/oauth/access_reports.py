@@ -265,8 +265,9 @@ def accept(
     caller = auth.client.client_id
     facts = AuditFacts(client_id=caller, credential_id=auth.credential_id)
     stored = []
+    tokens = store.reported_tokens([r.jti for r in batch.reports])
     for report in batch.reports:
-        token = store.reported_token(report.jti)
+        token = tokens.get(report.jti)
         try:
             stored.append(_checked(server, report, token, caller, request))
         except ReportRefused as err:

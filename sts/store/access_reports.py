@@ -29,20 +29,23 @@ _REPORTED_TOKEN = select(
 )
 
 
-def reported_token(conn: Connection, jti: str) -> ReportedToken | None:
-    row = conn.execute(_REPORTED_TOKEN.where(IssuedToken.jti == jti)).first()
-    if row is None:
-        return None
-    return ReportedToken(
-        jti=row.jti,
-        txn=row.txn,
-        target=row.target,
-        issued_at=row.issued_at,
-        expires_at=row.expires_at,
-        subject=row.subject,
-        subject_issuer=row.subject_issuer,
-        chain=tuple(row.chain or ()),
-    )
+def reported_tokens(conn: Connection, jtis: list[str]) -> dict[str, ReportedToken]:
+    if not jtis:
+        return {}
+    rows = conn.execute(_REPORTED_TOKEN.where(IssuedToken.jti.in_(sorted(set(jtis)))))
+    return {
+        row.jti: ReportedToken(
+            jti=row.jti,
+            txn=row.txn,
+            target=row.target,
+            issued_at=row.issued_at,
+            expires_at=row.expires_at,
+            subject=row.subject,
+            subject_issuer=row.subject_issuer,
+            chain=tuple(row.chain or ()),
+        )
+        for row in rows
+    }
 
 
 def record(conn: Connection, reports: list[AccessReport]) -> None:

@@ -335,10 +335,9 @@ class SqlStore:
             for r in first.values()
         ]
 
-    def reported_token(self, jti: str) -> ReportedToken | None:
-        if "\x00" in jti:  # no stored jti holds one (PostgreSQL text cannot)
-            return None
-        return access_reports.reported_token(self.conn, jti)
+    def reported_tokens(self, jtis: list[str]) -> dict[str, ReportedToken]:
+        # No stored jti holds NUL (PostgreSQL text cannot): such a jti matches nothing.
+        return access_reports.reported_tokens(self.conn, [j for j in jtis if "\x00" not in j])
 
     def record_access_reports(self, reports: list[AccessReport]) -> None:
         access_reports.record(self.conn, reports)
