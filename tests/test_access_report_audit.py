@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from sts.cli import main
+from tests.admin_api_helpers import Api, bootstrap, invalid, token_for
 from tests.helpers import basic
 from tests.test_incident_cli import as_json
 from tests.test_revocation import World, build_world
@@ -162,3 +163,56 @@ def test_chain_show_when_transaction_then_hops_numbered_from_the_first(
 ) -> None:
     out = sts("chain", "show", "--txn", world.chains["alice1"].txn).stdout.splitlines()
     assert [line.split("hop ")[1].split(":")[0] for line in out[1:]] == ["1", "2", "3"]
+
+
+# -- the admin API ----------------------------------------------------------------------------
+@pytest.fixture
+def api(client: Any, runtime: Any, clock: Any) -> Api:
+    return Api(client, token_for(client, bootstrap(runtime, clock)))
+
+
+def test_admin_touched_when_resource_given_then_chains_with_initiator_and_path(
+    reported: World, api: Api
+) -> None:
+    found = api.ok("GET", "/audit/touched?resource=db%3A%2F%2Forders&data_class=financial")
+    bob = reported.chains["bob"]
+    assert found == {
+        "items": [
+            {
+                "txn": bob.txn,
+                "initiated_by": {"subject": "bob", "issuer": reported.idp.issuer},
+                "path": ["web", "agent", "tool", "data"],
+                "actions": ["export"],
+                "data_classes": ["financial"],
+                "records": 0,
+                "first_at": reported.clock.now(),
+                "last_at": reported.clock.now(),
+            }
+        ]
+    }
+
+
+def test_admin_touched_when_resource_missing_then_422_naming_it(api: Api) -> None:
+    resp = api.get("/audit/touched")
+    assert resp.status_code == 422
+    assert resp.get_json() == invalid(("resource", "is required"))
+
+
+def test_admin_transaction_audit_when_reported_then_reports_under_their_hop(
+    reported: World, api: Api
+) -> None:
+    chain = reported.chains["alice1"]
+    story = api.ok("GET", f"/transactions/{chain.txn}/audit")
+    assert [len(h["reports"]) for h in story["hops"]] == [0, 0, 1]
+    assert story["hops"][2]["reports"][0] == {
+        "jti": chain.hops[2].jti,
+        "resource": "db://orders",
+        "action": "read",
+        "data_classes": ["pii"],
+        "records": 12,
+        "bytes": 2048,
+        "destination": "agent",
+        "outcome": "success",
+        "at": reported.clock.now(),
+        "reported_by": "data",
+    }
