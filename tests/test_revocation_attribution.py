@@ -104,7 +104,8 @@ def test_audit_cli_when_client_revoked_then_list_and_show_name_the_client(
 
     [listed] = as_json(sts, "audit", "list", "--event", "token.revoked")
     assert {k: v for k, v in listed.items() if k not in ("id", "at")} == the_event(world, token)
-    line = sts("audit", "list", "--event", "token.revoked").stdout.strip()
+    header, line = sts("audit", "list", "--event", "token.revoked").stdout.strip().splitlines()
+    assert header.split()[:4] == ["TIME", "EVENT", "DECISION", "CLIENT"]
     assert line.split()[1:4] == ["token.revoked", "allowed", "agent"]
     assert line.endswith(REASON)
     shown = sts("audit", "show", "--jti", token.jti).stdout

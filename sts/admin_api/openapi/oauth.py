@@ -50,6 +50,20 @@ NO_STORE = {
 }
 
 
+def _access_report() -> Schema:
+    return {
+        "jti": described(STR, "The token the access was made under."),
+        "resource": described(STR, "What was touched (a URI, table, path)."),
+        "action": described(STR, "What was done: read, write, list, send, ..."),
+        "data_classes": described(STRINGS, "e.g. pii, financial (at most 32)."),
+        "records": INT,
+        "bytes": INT,
+        "destination": described(STR, "Where the data went, if it left."),
+        "outcome": STR,
+        "at": described(INT, "When (epoch seconds; default: received)."),
+    }
+
+
 def schemas() -> dict[str, Schema]:
     return {
         "OAuthError": obj(
@@ -108,31 +122,19 @@ def schemas() -> dict[str, Schema]:
             },
             ["active"],
         ),
-        "AccessReport": obj(
-            {
-                "jti": described(STR, "The token the access was made under."),
-                "resource": described(STR, "What was touched (a URI, table, path)."),
-                "action": described(STR, "What was done: read, write, list, send, ..."),
-                "data_classes": described(STRINGS, "e.g. pii, financial (at most 32)."),
-                "records": INT,
-                "bytes": INT,
-                "destination": described(STR, "Where the data went, if it left."),
-                "outcome": STR,
-                "at": described(INT, "When (epoch seconds; default: received)."),
-            },
-            ["jti", "resource", "action"],
+        "AccessReport": obj(_access_report(), ["jti", "resource", "action"]),
+        "AccessReportRequest": described(
+            obj(
+                {
+                    **_access_report(),
+                    "reports": array(ref("AccessReport"), minItems=1, maxItems=100),
+                    **CLIENT_AUTH_PARAMS,
+                },
+            ),
+            "One report (jti, resource and action required) or a batch as reports (and no "
+            "report member beside it), with client_id/client_secret or "
+            "client_assertion/client_assertion_type unless HTTP Basic is used.",
         ),
-        "AccessReportRequest": {
-            "oneOf": [
-                ref("AccessReport"),
-                obj(
-                    {"reports": array(ref("AccessReport"), minItems=1, maxItems=100)},
-                    ["reports"],
-                ),
-            ],
-            "description": "One report or a batch, with client_id/client_secret or "
-            "client_assertion/client_assertion_type beside it unless HTTP Basic is used.",
-        },
         "AccessReportError": obj(
             {
                 "error": STR,
