@@ -2,7 +2,9 @@
 
 Life only shortens along a chain, so a row expired longer than the retention has no live
 descendant that would still need it to walk up its lineage. Audit events keep their own copy
-of every fact they record and are never touched here.
+of every fact they record and are never touched here; nor are access reports, which keep
+their token's ``jti``, ``txn``, subject and chain (``audit show`` still lists them under the
+hop its ``token.issued`` event tells).
 """
 
 from __future__ import annotations
