@@ -339,3 +339,14 @@ def test_metadata_when_fetched_then_names_the_access_report_endpoint(world: Worl
     assert meta["access_report_endpoint_auth_methods_supported"] == meta[
         "token_endpoint_auth_methods_supported"
     ]
+
+
+def test_report_when_member_name_is_token_shaped_then_echoed_to_sender_but_never_logged(
+    world: World, sts_log_records: list[Any]
+) -> None:
+    name = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
+    resp = post(world, report(world, **{name: 1}))
+    assert resp.status_code == 400
+    assert resp.json == invalid((name, "unknown member"))
+    logged = [r for r in sts_log_records if getattr(r, "reason", "").startswith("malformed")]
+    assert [r.reason for r in logged] == ["malformed report: 1 member(s) not defined here"]

@@ -163,8 +163,17 @@ def _no_constant(name: str) -> None:
     raise ValueError(name)
 
 
+#: Messages whose field is a member name the sender chose: echoed to the sender, never logged.
+_FOREIGN = frozenset({"unknown member", "not allowed beside reports"})
+
+
 def _invalid(fields: list[dict[str, str]]) -> ReportRefused:
-    reason = "malformed report: " + ", ".join(f"{f['field']} {f['message']}" for f in fields[:5])
+    """The refusal; its reason (logs, audit) names only members this endpoint defines."""
+    named = [f"{f['field']} {f['message']}" for f in fields if f["message"] not in _FOREIGN]
+    foreign = len(fields) - len(named)
+    if foreign:
+        named.append(f"{foreign} member(s) not defined here")
+    reason = "malformed report: " + ", ".join(named[:5])
     return ReportRefused("invalid_report", reason[:300], fields[:20])
 
 
