@@ -74,6 +74,13 @@ def start_console_server(workdir: Path) -> ConsoleServer:
         return resp.status_code, resp.json()
 
     txn, jtis = run_four_hops(call, four, now, denied=True)
+    # The data service reports what it read under hop 4's token (DESIGN §10).
+    data = four.nhis["data"]
+    touched = {"jti": jtis[3], "resource": "orders-db", "action": "read",
+               "data_classes": ["pii", "payment"], "records": 42, "outcome": "success"}
+    resp = requests.post(base + "/access-reports", json=touched,
+                         auth=(data.client_id, data.secret or ""), timeout=10)
+    assert resp.status_code == 201, resp.text
     return ConsoleServer(base, runtime, four, txn, jtis, server, thread)
 
 

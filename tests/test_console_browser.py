@@ -116,7 +116,11 @@ def test_transaction_when_four_hops_then_drawn_person_web_agent_tool_data(page, 
     # tool's attempt to take hop 3's token back to web was refused: shown under hop 3.
     denied = page.locator("#hop-3 ul.denied li").all_inner_texts()
     assert len(denied) == 1 and "tool toward web" in denied[0]
-    assert page.locator("#hop-4 .muted").inner_text() == "None reported."
+    # What the data service reported under hop 4's token is drawn under hop 4.
+    touched = page.locator("#hop-4").inner_text()
+    assert "orders-db" in touched and "read" in touched and "42" in touched, touched
+    assert "pii" in touched and "payment" in touched, touched
+    assert page.locator("#hop-3 .muted").inner_text() == "None reported."
     # Drawn boxes really are laid out left to right, one after another.
     xs = [page.locator(f'svg#chain g.box[data-name="{n}"] rect').bounding_box()["x"]
           for n in boxes(page)]
