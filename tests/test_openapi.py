@@ -155,6 +155,7 @@ def test_openapi_document_when_every_operation_called_then_responses_match(
         "/healthz",
         "/readyz",
         OPENAPI_PATH,
+        "/.well-known/authzen-configuration",
     ):
         contract.check(path, "get", client.get(path))
     # provisioning
@@ -294,6 +295,18 @@ def test_openapi_document_when_every_operation_called_then_responses_match(
     admin("get", "/audit/touched?resource=db%3A%2F%2Forders", "/audit/touched")
     admin("get", "/audit/touched?resource=db%3A%2F%2Forders&data_class=pii", "/audit/touched")
     admin("get", "/audit/touched", "/audit/touched")
+    # would this be allowed (AuthZEN)
+    question = {
+        "subject": {"type": "user", "id": "alice", "properties": {"issuer": idp.issuer}},
+        "resource": {"type": "nhi", "id": "agent"},
+        "action": {"name": "a"},
+        "context": {"actor": "web"},
+    }
+    evaluation = "/access/v1/evaluation"
+    bearer = {"Authorization": f"Bearer {token}"}
+    for body in (question, {**question, "action": {"name": "b"}}, {"subject": {}}):
+        contract.check(evaluation, "post", client.post(evaluation, json=body, headers=bearer))
+    contract.check(evaluation, "post", client.post(evaluation, json=question))
     # chains and audit
     admin("get", f"/transactions/{txn}/chain", "/transactions/{txn}/chain")
     admin("get", f"/tokens/{jti}/chain", "/tokens/{jti}/chain")
@@ -358,7 +371,8 @@ def test_openapi_fuzzer_when_run_against_the_live_app_then_no_5xx_and_nothing_un
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        headers = bearer if operation.path.startswith("/admin/") else basic_auth
+        admin_op = operation.path.startswith(("/admin/", "/access/"))
+        headers = bearer if admin_op else basic_auth
         for mode, examples in (
             (GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
             (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES),

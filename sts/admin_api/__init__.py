@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from sts.admin_api import authzen
 from sts.admin_api.errors import ApiError, json_response
 from sts.admin_api.openapi import OPENAPI_PATH, document
 from sts.admin_api.views import bp
@@ -75,8 +76,10 @@ bp.register_error_handler(Exception, _admin_errors)
 
 
 def init_app(app: Flask) -> None:
-    """Serve the admin API and the OpenAPI document from ``app``."""
+    """Serve the admin API, the AuthZEN policy decision point and the OpenAPI document from
+    ``app``."""
     app.register_blueprint(bp)
+    app.register_blueprint(authzen.bp)
     # Routing errors happen before any blueprint is chosen: under /admin/ they take the admin
     # shape too; elsewhere they stay the application's.
     app.register_error_handler(NotFound, _admin_errors)

@@ -125,6 +125,17 @@ def _number(text: str) -> float | int:
 def body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
     """The JSON object in the request body, valid against the named schema. An empty body
     stands for ``{}`` (so a missing body reports the missing fields)."""
+    data = json_document()
+    if not required and data == {}:
+        return {}
+    check(data, schema_name)
+    result: dict[str, Any] = data
+    return result
+
+
+def json_document() -> Any:
+    """The JSON document in the request body (``{}`` when it is empty): ``application/json``
+    only (415), valid JSON with finite numbers only (400)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         data: Any = {}
@@ -144,11 +155,7 @@ def body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
             raise ApiError(
                 400, "invalid_request", "malformed_json", "The body is not valid JSON."
             ) from None
-    if not required and data == {}:
-        return {}
-    check(data, schema_name)
-    result: dict[str, Any] = data
-    return result
+    return data
 
 
 def query(path: str, method: str = "get") -> dict[str, Any]:

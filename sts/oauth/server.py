@@ -23,6 +23,7 @@ from sts.oauth.rfc6749 import (
 )
 from sts.oauth.rfc7523 import PrivateKeyJwt
 from sts.oauth.rfc8693 import TokenExchange, TokenExchangeGrant
+from sts.oauth.rfc8693.evaluation import ExchangeEvaluation
 from sts.oauth.validation import TokenValidator
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         )
         self.validator = TokenValidator(settings, keys, jwks_cache)
         self.token_exchange = TokenExchange(settings, self.validator, keys, self.authenticator)
+        #: The exchange's verdict without the exchange (DESIGN §10).
+        self.evaluation = ExchangeEvaluation(settings, self.validator)
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(TokenExchangeGrant)
 

@@ -6,7 +6,8 @@ behaviour cannot drift apart. Served at :data:`OPENAPI_PATH`.
 
 One module per resource holds its schemas and its operations (:mod:`.nhis`,
 :mod:`.credentials`, :mod:`.issuers`, :mod:`.rules`, :mod:`.revocations`, :mod:`.chains`,
-:mod:`.audit`, and :mod:`.oauth` for everything outside the admin API); :mod:`.common` what
+:mod:`.audit`, :mod:`.authzen` for the policy decision point, and :mod:`.oauth` for
+everything else outside the admin API); :mod:`.common` what
 they share. This module puts them together.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from sts import __version__
 from sts.admin_api.openapi import (
     audit,
+    authzen,
     chains,
     common,
     credentials,
@@ -69,7 +71,7 @@ RESOURCES = (nhis, credentials, issuers, rules, revocations, chains, audit)
 def schemas() -> dict[str, Any]:
     """The component schemas (shared: never change the result)."""
     merged = common.schemas()
-    for part in (*RESOURCES, oauth):
+    for part in (*RESOURCES, oauth, authzen):
         merged.update(part.schemas())
     return merged
 
@@ -119,8 +121,8 @@ def _document(issuer: str) -> dict[str, Any]:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": base}],
-        "tags": [tag for part in (oauth, *RESOURCES) for tag in part.TAGS],
-        "paths": {**oauth.paths(), **admin_paths()},
+        "tags": [tag for part in (oauth, authzen, *RESOURCES) for tag in part.TAGS],
+        "paths": {**oauth.paths(), **authzen.paths(), **admin_paths()},
         "components": {"schemas": schemas(), "securitySchemes": _security_schemes(base)},
     }
 

@@ -45,6 +45,7 @@ ERROR_CODES = (
     "unsupported_media_type",
     "payload_too_large",
     "validation_failed",
+    "invalid_evaluation",
     "route_not_found",
     "method_not_allowed",
     "nhi_not_found",

@@ -71,7 +71,7 @@ class Call:
         return self.admin.client_id
 
 
-def _record_denial(rt: Runtime, now: int, err: ApiError, client_id: str | None) -> None:
+def record_denial(rt: Runtime, now: int, err: ApiError, client_id: str | None) -> None:
     """Refused admin requests are audited too, in a transaction of their own."""
     with rt.engine.begin() as conn:
         SqlStore(conn).audit(
@@ -130,7 +130,7 @@ def _run(
                 return response
         except ApiError as err:
             if err.status in (401, 403):
-                _record_denial(rt, now, err, admin.client_id if admin else None)
+                record_denial(rt, now, err, admin.client_id if admin else None)
             return err.response()
         except ServiceError as err:
             return from_service(err).response()

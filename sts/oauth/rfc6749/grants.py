@@ -19,6 +19,7 @@ from sts.oauth.rfc9068 import AccessToken, new_jti
 from sts.oauth.targets import named_target, resolve_target
 
 if TYPE_CHECKING:
+    from sts.core.domain import Client
     from sts.core.ports import Store
     from sts.core.response import Response
     from sts.oauth.rfc6749.client_auth import Authenticated, Claim, ClientAuthenticator
@@ -37,9 +38,17 @@ def authenticate_for_grant(
     """RFC 6749 §2.3 and §3.2.1; DESIGN §5.1: the client, allowed this grant."""
     auth = authenticator.authenticate(request, store, facts, claim)
     facts = facts.but(client_id=auth.client.client_id, credential_id=auth.credential_id)
-    if not auth.client.check_grant_type(grant_type):
-        raise Denied(UnauthorizedClient(f"grant {grant_type} not allowed for client"), facts)
+    try:
+        check_grant(auth.client, grant_type)
+    except UnauthorizedClient as err:
+        raise Denied(err, facts) from None
     return auth, facts
+
+
+def check_grant(client: Client, grant_type: str) -> None:
+    """DESIGN §5.1: the client is allowed this grant, else ``unauthorized_client``."""
+    if not client.check_grant_type(grant_type):
+        raise UnauthorizedClient(f"grant {grant_type} not allowed for client")
 
 
 class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]

@@ -73,13 +73,13 @@ class TokenExchange:
                 self.validator, inp, client, subject, store, now
             )
             actor_exp = actor_token.exp if actor_token else None
-            target = steps.next_hop(store, params, client)
+            target = steps.next_hop(store, params.audiences, params.resources, client)
             facts = facts.but(target=target.client_id)
             rules = steps.reaching_rules(store, client, target, now)
             chain = steps.extend_chain(subject, actor, settings)
             facts = facts.but(chain=chain.subs())
             decision = steps.decide_hop(
-                store, settings, subject, chain, params, actor_exp, rules, now
+                store, settings, subject, chain, params.scope, actor_exp, rules, now
             )
         except StsError as err:
             raise Denied(err, facts) from None

@@ -148,6 +148,12 @@ def resolve_actor(
         bind_audience(token, client, settings, "actor")
         if not token.own:
             actor = Actor(client.sub, token.issuer)
+    check_may_act(subject, actor, settings)
+    return actor, token
+
+
+def check_may_act(subject: ValidatedToken, actor: Actor, settings: Settings) -> None:
+    """RFC 8693 §4.4: a subject token's ``may_act`` names the one actor allowed."""
     if subject.may_act is not None:
         expected_iss = subject.may_act.iss
         actor_iss = actor.iss or settings.issuer
@@ -155,12 +161,13 @@ def resolve_actor(
             raise InvalidRequest(
                 "actor does not match may_act", "The actor is not allowed by may_act."
             )
-    return actor, token
 
 
-def next_hop(store: TargetStore, params: ExchangeParams, client: Client) -> Target:
+def next_hop(
+    store: TargetStore, audiences: list[str], resources: list[str], client: Client
+) -> Target:
     """DESIGN §5.6: one registered target; omitted means the actor itself."""
-    target = resolve_target(store, params.audiences, params.resources)
+    target = resolve_target(store, audiences, resources)
     if target is None:
         target = Target(client.id, client.client_id, client.sub, client.status, client.kind)
     return target
@@ -201,7 +208,7 @@ def decide_hop(
     settings: Settings,
     subject: ValidatedToken,
     chain: Chain,
-    params: ExchangeParams,
+    requested: frozenset[str] | None,
     actor_exp: int | None,
     rules: list[RuleView],
     now: int,
@@ -233,7 +240,7 @@ def decide_hop(
         rules=rules,
         subject=facts,
         new_chain=chain,
-        requested=params.scope,
+        requested=requested,
         now=now,
         default_ttl=settings.token_ttl,
         max_ttl=settings.max_token_ttl,
