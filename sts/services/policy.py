@@ -9,12 +9,15 @@ issuance or a denied attempt, and it mints nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from sts.core.errors import InvalidScope
 from sts.core.logs import redact
-from sts.core.policy_query import PolicyAnswer, PolicyEvaluator, PolicyQuery
+from sts.core.policy_query import MAX_QUERY_CHAIN, PolicyAnswer, PolicyEvaluator, PolicyQuery
 from sts.core.ports import AuditRecord, Store
-from sts.core.scopes import scope_str
+from sts.core.scopes import parse_scope, scope_str
+from sts.services.errors import Invalid
 
 #: The audit event each evaluation leaves.
 EVALUATED = "policy.evaluated"
@@ -83,3 +86,64 @@ def answer_dict(answer: PolicyAnswer) -> dict[str, Any]:
         "reason": answer.reason,
         "rules_weighed": list(answer.rules),
     }
+
+
+#: Longest NHI name or ``sub`` a question names.
+MAX_NAME = 2048
+
+
+def _name(value: str, field: str) -> str:
+    if not value or len(value) > MAX_NAME:
+        raise Invalid(f"{field}: must be 1-{MAX_NAME} characters", field)
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+        raise Invalid(f"{field}: must not contain control characters", field)
+    return value
+
+
+def split_subject(value: str, issuers: list[str], own_issuer: str) -> tuple[str | None, str]:
+    """``ISSUER:SUB`` as (issuer, sub) where ISSUER is a trusted issuer (the longest that
+    prefixes the value) or this STS; anything else is an NHI of this STS (issuer ``None``)."""
+    for issuer in sorted([*issuers, own_issuer], key=len, reverse=True):
+        if value.startswith(issuer + ":") and len(value) > len(issuer) + 1:
+            sub = value[len(issuer) + 1 :]
+            return (None if issuer == own_issuer else issuer), sub
+    return None, value
+
+
+def build_query(
+    *,
+    actor: str,
+    target: str,
+    scope: str | None,
+    subject: str | None,
+    subject_issuer: str | None,
+    subject_token: str | None,
+    chain: list[str],
+) -> PolicyQuery:
+    """A question as an administrator words it on the command line, checked."""
+    if (subject is None) == (subject_token is None):
+        raise Invalid("give exactly one of --subject or --subject-token", "subject")
+    if subject_token is not None and chain:
+        raise Invalid("a subject token carries its own chain", "chain")
+    if subject_token is not None and subject_issuer is not None:
+        raise Invalid("a subject token names its own issuer", "subject_issuer")
+    if len(chain) > MAX_QUERY_CHAIN:
+        raise Invalid(f"chain: at most {MAX_QUERY_CHAIN} NHIs", "chain")
+    try:
+        scopes = parse_scope(scope)
+    except InvalidScope:
+        raise Invalid("scope: must be space-delimited scope tokens", "scope") from None
+    return PolicyQuery(
+        actor=_name(actor, "actor"),
+        target=_name(target, "target"),
+        scope=scopes,
+        subject=None if subject is None else _name(subject, "subject"),
+        subject_issuer=None if subject_issuer is None else _name(subject_issuer, "subject"),
+        subject_token=subject_token,
+        chain=tuple(_name(n, "chain") for n in chain),
+    )
+
+
+def with_subject(query: PolicyQuery, issuer: str | None, sub: str) -> PolicyQuery:
+    """The query about this subject (``issuer`` ``None``: an NHI of this STS)."""
+    return dataclasses.replace(query, subject=sub, subject_issuer=issuer)
