@@ -27,6 +27,7 @@ from sts.cli.support import (
     now_seconds,
     say,
 )
+from sts.cli.token import token_group
 from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import load_hash_key
 from sts.core.settings import SIGNING_ALGORITHMS, Settings
@@ -179,7 +180,7 @@ def serve(host: str, port: int, demo: bool, dev_server: bool) -> None:
 
 
 # Command groups that live in their own modules.
-for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, policy_group):
+for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, policy_group, token_group):
     main.add_command(group)
 
 from sts_demo.run import demo  # noqa: E402
