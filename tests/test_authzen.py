@@ -519,3 +519,15 @@ def test_evaluation_when_body_not_json_then_400_or_415(admin):
         415,
         error(415, "unsupported_media_type", "The body must be application/json."),
     )
+
+
+def test_evaluation_when_wrong_method_or_too_large_then_the_admin_error_shape(admin, settings):
+    resp = admin.client.get(EVALUATION, headers={"Authorization": f"Bearer {admin.token}"})
+    assert (resp.status_code, resp.headers["Allow"]) == (405, "POST, OPTIONS")
+    assert resp.get_json() == error(405, "method_not_allowed", "This method is not allowed here.")
+    big = {**GOOD, "context": {"actor": "web", "pad": "x" * settings.max_request_bytes}}
+    resp = admin.client.post(
+        EVALUATION, json=big, headers={"Authorization": f"Bearer {admin.token}"}
+    )
+    assert resp.status_code == 413
+    assert resp.get_json() == error(413, "payload_too_large", "The body is too large.")

@@ -24,6 +24,9 @@ from sts.admin_api.views import bp
 __all__ = ["OPENAPI_PATH", "bp", "document", "init_app"]
 
 ADMIN_PREFIX = "/admin/"
+#: Paths whose errors take the admin API's shape: the admin API and the AuthZEN PDP, which
+#: administrators call with the same tokens.
+SHAPED_PREFIXES = (ADMIN_PREFIX, "/access/")
 
 
 def _http_error(exc: HTTPException) -> ApiError:
@@ -56,9 +59,9 @@ def _app_handler(exc: Exception) -> Any:
 
 
 def _admin_errors(exc: Exception) -> Any:
-    """Errors under /admin/ in the admin shape; unknown ones stay the application's generic
-    error (logged as such), given the admin API's ``code`` too."""
-    if not request.path.startswith(ADMIN_PREFIX):
+    """Errors under /admin/ (and /access/) in the admin shape; unknown ones stay the
+    application's generic error (logged as such), given the admin API's ``code`` too."""
+    if not request.path.startswith(SHAPED_PREFIXES):
         return _app_handler(exc)
     if isinstance(exc, ApiError):
         return exc.response()
@@ -73,6 +76,7 @@ def _admin_errors(exc: Exception) -> Any:
 
 
 bp.register_error_handler(Exception, _admin_errors)
+authzen.bp.register_error_handler(Exception, _admin_errors)
 
 
 def init_app(app: Flask) -> None:
