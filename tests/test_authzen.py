@@ -531,3 +531,38 @@ def test_evaluation_when_wrong_method_or_too_large_then_the_admin_error_shape(ad
     )
     assert resp.status_code == 413
     assert resp.get_json() == error(413, "payload_too_large", "The body is too large.")
+
+
+def test_evaluation_when_an_nhi_of_the_chain_is_disabled_then_refused_as_its_token_would_be(
+    admin, world
+):
+    admin.ok("POST", "/nhis/web/disable", {"reason": "incident"})
+    body = ask(
+        admin,
+        actor="agent",
+        target="tool",
+        scope="orders:read",
+        issuer=world.idp.issuer,
+        chain=["web"],
+    ).get_json()
+    assert (body["decision"], body["context"]["reason_admin"]) == (
+        False,
+        {"en": "subject token: an identity in the chain is disabled"},
+    )
+
+
+def test_evaluation_when_actor_may_not_exchange_then_unauthorized_client(admin, world):
+    admin.ok(
+        "POST",
+        "/nhis",
+        {"name": "batch", "kind": "workload", "grants": ["client_credentials"]},
+        201,
+    )
+    body = ask(admin, actor="batch", target="agent", scope="orders:read").get_json()
+    assert (body["context"]["error"], body["context"]["error_description"]) == (
+        "unauthorized_client",
+        "The client may not use this grant type.",
+    )
+    assert body["context"]["reason_admin"] == {
+        "en": "grant urn:ietf:params:oauth:grant-type:token-exchange not allowed for client"
+    }
