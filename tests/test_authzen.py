@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from sqlalchemy import func, select
 
+from sts.admin_api import OPENAPI_PATH
+from sts.oauth.authzen import EvaluationError, parse_evaluation
 from sts.store.models import AuditEvent, IssuedToken
 from tests.admin_api_helpers import Api, admin, admin_nhi, error, scoped, token_for
 from tests.conftest import ISSUER, Registered
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
 from tests.helpers import claims_of
+from tests.test_openapi import FUZZ_CONFIG, _fuzz
 
 __all__ = ["admin", "admin_nhi"]  # fixtures
 
@@ -566,3 +574,60 @@ def test_evaluation_when_actor_may_not_exchange_then_unauthorized_client(admin, 
     assert body["context"]["reason_admin"] == {
         "en": "grant urn:ietf:params:oauth:grant-type:token-exchange not allowed for client"
     }
+
+
+# -- fuzzing ----------------------------------------------------------------------------------
+@examples(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "subject",
+                        "resource",
+                        "action",
+                        "context",
+                        "type",
+                        "id",
+                        "name",
+                        "properties",
+                        "issuer",
+                        "subject_token",
+                        "actor",
+                        "chain",
+                        "x",
+                    ]
+                ),
+                inner,
+                max_size=5,
+            )
+        ),
+        max_leaves=20,
+    )
+)
+def test_parse_evaluation_when_any_json_then_a_query_or_an_error_naming_a_member(body):
+    try:
+        query = parse_evaluation(body, 16384)
+    except EvaluationError as err:
+        assert err.field and err.message
+    else:
+        assert query.actor and query.target and query.scope
+
+
+def test_evaluation_when_fuzzed_from_its_document_then_no_5xx_and_nothing_undocumented(
+    app, client, admin, world
+):
+    """The operation, with valid and invalid bodies generated from the OpenAPI document, as
+    an administrator (the whole-document fuzzer calls it without a token)."""
+    schema = schemathesis.openapi.from_wsgi(OPENAPI_PATH, app, config=FUZZ_CONFIG)
+    (operation,) = [r.ok() for r in schema.get_all_operations() if r.ok().path == EVALUATION]
+    for mode, count in ((GenerationMode.POSITIVE, 20), (GenerationMode.NEGATIVE, 20)):
+        exercise = _fuzz(
+            operation.as_strategy(generation_mode=mode),
+            count,
+            {"Authorization": f"Bearer {admin.token}"},
+        )
+        exercise()
