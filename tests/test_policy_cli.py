@@ -62,8 +62,8 @@ def sts(runtime: Any, settings: Any) -> Any:
         "STS_ISSUER": ISSUER,
     }
 
-    def run(*args: str, code: int = 0) -> Result:
-        result = CliRunner().invoke(main, list(args), env=env)
+    def run(*args: str, code: int = 0, stdin: str | None = None) -> Result:
+        result = CliRunner().invoke(main, list(args), env=env, input=stdin)
         assert result.exit_code == code, (result.output, result.exception)
         assert "Traceback" not in result.output
         return result
@@ -267,3 +267,37 @@ def test_policy_explain_when_option_missing_then_one_line_usage_error(sts):
     result = sts("policy", "explain", "--target", "agent", code=2)
     assert len(result.stderr.splitlines()) == 1
     assert "--actor" in result.stderr
+
+
+def test_policy_explain_when_subject_token_on_stdin_then_read_from_there(sts, world, clock):
+    person = world["idp"].token("alice", "web", clock.now(), scope="orders:read")
+    data = json.loads(
+        sts(
+            "policy",
+            "explain",
+            "--actor",
+            "web",
+            "--subject-token",
+            "-",
+            "--target",
+            "agent",
+            "--scope",
+            "orders:read",
+            "--json",
+            stdin=person + "\n",
+        ).stdout
+    )
+    assert (data["decision"], data["subject"], data["chain"]) == (True, "alice", ["web"])
+    result = sts(
+        "policy",
+        "explain",
+        "--actor",
+        "web",
+        "--subject-token",
+        "-",
+        "--target",
+        "agent",
+        code=2,
+        stdin="",
+    )
+    assert result.stderr.splitlines() == ["error (invalid): subject token: empty"]

@@ -7,6 +7,8 @@ audited as ``policy.evaluated`` naming ``cli:<login>``.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from sts.cli.support import (
@@ -18,6 +20,7 @@ from sts.cli.support import (
     now_seconds,
     say,
 )
+from sts.cli.token import MAX_TOKEN_BYTES, STDIN
 from sts.core.policy_query import PolicyAnswer
 from sts.core.scopes import scope_str
 from sts.runtime import build_runtime
@@ -64,7 +67,11 @@ def _print(answer: PolicyAnswer) -> None:
 @click.option(
     "--subject-issuer", default=None, help="The trusted issuer of --subject (instead of ISSUER:)."
 )
-@click.option("--subject-token", default=None, help="A real subject token, judged as /token would.")
+@click.option(
+    "--subject-token",
+    default=None,
+    help="A real subject token, judged as /token would ('-': read it from stdin).",
+)
 @click.option("--target", required=True, help="The next hop: an NHI's name or resource URI.")
 @click.option("--scope", default=None, help="Requested scope (default: the largest allowed).")
 @click.option("--chain", default=None, help="NHIs that acted so far, first hop first: A1,A2.")
@@ -83,6 +90,9 @@ def explain(
     """Would ACTOR's exchange toward TARGET be allowed: the decision, the deciding rule and
     the precise reason for a denial, from the exchange's own checks; nothing is minted."""
     names = [] if chain is None else [n.strip() for n in chain.split(",")]
+    if subject_token == STDIN:
+        # Kept out of the shell's history and the process list.
+        subject_token = sys.stdin.read(MAX_TOKEN_BYTES + 1).strip()
     query = policy.build_query(
         actor=actor,
         target=target,

@@ -127,6 +127,8 @@ def build_query(
         raise Invalid("a subject token carries its own chain", "chain")
     if subject_token is not None and subject_issuer is not None:
         raise Invalid("a subject token names its own issuer", "subject_issuer")
+    if subject_token is not None and not subject_token:
+        raise Invalid("subject token: empty", "subject_token")
     if len(chain) > MAX_QUERY_CHAIN:
         raise Invalid(f"chain: at most {MAX_QUERY_CHAIN} NHIs", "chain")
     try:
