@@ -4,7 +4,7 @@
 administrator holding ``sts:audit`` (or ``sts:admin``): the same bearer tokens, the same
 refusals (401, 403, each audited as ``admin.denied``) and the same error shape as the admin
 API. Bad input is a 400 naming the member at fault (``invalid_evaluation``); a decision,
-allowed or not, is a 200 (AuthZEN §12.1.11). The question is read by
+allowed or not, is a 200 (AuthZEN, HTTPS binding: errors). The question is read by
 :mod:`sts.oauth.authzen`, answered by :func:`sts.services.policy.explain` (audited as
 ``policy.evaluated``) and nothing is minted. ``GET /.well-known/authzen-configuration`` is
 the PDP metadata (§9). The ``X-Request-Id`` of the request is echoed by the application.

@@ -16,7 +16,7 @@ exchange be allowed, and why. The AuthZEN 4-tuple (§6.1) carries it so:
 
 Other members and properties are accepted and ignored. The answer (§6.2) is ``decision``
 with a ``context``: the deciding rule, the scope and lifetime granted, and for a refusal a
-Reason Object (§6.2.2) whose ``reason_admin`` is the precise reason and whose
+Reason Object whose ``reason_admin`` is the precise reason and whose
 ``reason_user`` is the token endpoint's public description, next to its ``error`` code.
 Bad input is refused before anything is looked up, naming the member at fault.
 """
@@ -38,7 +38,7 @@ __all__ = [
     "parse_evaluation",
 ]
 
-#: §12.1 (HTTPS binding): the Access Evaluation API, under the ``/v1/`` version path (§4).
+#: The HTTPS binding of the Access Evaluation API, under the ``/v1/`` version path (§4).
 EVALUATION_PATH = "/access/v1/evaluation"
 #: §9.2: where the PDP metadata is published.
 METADATA_PATH = "/.well-known/authzen-configuration"
@@ -51,7 +51,7 @@ MAX_TYPE = 255
 
 
 class EvaluationError(ValueError):
-    """The request is not an Access Evaluation request this PDP can read (§12.1.11: 400)."""
+    """The request is not an Access Evaluation request this PDP can read (HTTPS binding: 400)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
