@@ -38,6 +38,7 @@ class MemoryStore:
     revoked: dict[str, int] = field(default_factory=dict)  # jti -> revocation id
     events: list[AuditRecord] = field(default_factory=list)
     assertions: set[tuple[str, str]] = field(default_factory=set)
+    dpop_proofs: dict[tuple[str, str], int] = field(default_factory=dict)
     failures: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     #: What the pipeline announced, in order.
     expected: list[ExchangeHints] = field(default_factory=list)
@@ -77,6 +78,13 @@ class MemoryStore:
         if (client_id, jti) in self.assertions:
             return False
         self.assertions.add((client_id, jti))
+        return True
+
+    def remember_dpop_proof(self, jkt: str, jti: str, expires_at: int, now: int) -> bool:
+        seen = self.dpop_proofs.get((jkt, jti))
+        if seen is not None and seen >= now:
+            return False
+        self.dpop_proofs[(jkt, jti)] = expires_at
         return True
 
     def _target(self, client: Client | None) -> Target | None:

@@ -497,6 +497,7 @@ def test_create_rule_when_identical_enabled_rule_exists_then_200_same_rule(admin
         "max_depth": None,
         "max_ttl": 120,
         "expires_at": None,
+        "require_dpop": False,
         "status": "enabled",
     }
     assert admin.ok("POST", "/rules", {**body, "scope": "a b"}) == rule

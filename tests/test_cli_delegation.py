@@ -68,7 +68,7 @@ def test_rule_create_when_every_option_given_then_json_names_them_all(cli: Cli) 
     created = cli.json(
         "rule", "create", "--actor", "web", "--target", "agent", "--target", "tool",
         "--scope", "b a", "--subject", "kind:agent", "--upstream", "tool", "--max-depth", "3",
-        "--max-ttl", "60", "--expires", EXPIRES,
+        "--max-ttl", "60", "--expires", EXPIRES, "--require-dpop",
     )  # fmt: skip
     assert created["id"].startswith("rule_")
     assert {k: v for k, v in created.items() if k not in {"id", "created_at"}} == {
@@ -81,6 +81,7 @@ def test_rule_create_when_every_option_given_then_json_names_them_all(cli: Cli) 
         "max_depth": 3,
         "max_ttl": 60,
         "expires_at": int(datetime(2099, 1, 1, tzinfo=UTC).timestamp()),
+        "require_dpop": True,
         "status": "enabled",
     }
     assert abs(created["created_at"] - datetime.now(UTC).timestamp()) < 60
@@ -91,6 +92,7 @@ def test_rule_create_when_defaults_then_any_subject_and_no_limits(cli: Cli) -> N
     assert created["subject"] == "any"
     assert created["upstream"] is None
     assert (created["max_depth"], created["max_ttl"], created["expires_at"]) == (None, None, None)
+    assert created["require_dpop"] is False
 
 
 def test_rule_create_when_target_is_star_then_any_target(cli: Cli) -> None:

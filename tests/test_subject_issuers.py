@@ -170,6 +170,7 @@ def test_admin_api_create_rule_when_subject_issuer_then_stored_shown_and_idempot
         "max_depth": None,
         "max_ttl": None,
         "expires_at": None,
+        "require_dpop": False,
         "status": "enabled",
     }
     assert admin.ok("GET", f"/rules/{created['id']}") == created

@@ -46,6 +46,8 @@ def _print_rule(r: dict[str, Any]) -> None:
         f"  max depth {r['max_depth'] or '-'}, max ttl {r['max_ttl'] or '-'}, "
         f"expires {iso_time(r['expires_at'])}"
     )
+    if r.get("require_dpop"):
+        say("  requires DPoP-bound requests")
 
 
 @rule.command("create")
@@ -70,6 +72,12 @@ def _print_rule(r: dict[str, Any]) -> None:
 @click.option("--max-depth", type=int, default=None, help="Max act levels of minted tokens.")
 @click.option("--max-ttl", type=int, default=None, help="Max lifetime of minted tokens (s).")
 @click.option("--expires", default=None, help="ISO 8601 expiry of the rule itself.")
+@click.option(
+    "--require-dpop",
+    is_flag=True,
+    default=False,
+    help="Refuse an exchange under this rule without a DPoP proof (RFC 9449).",
+)
 @json_option
 @handles_errors
 def rule_create(
@@ -82,6 +90,7 @@ def rule_create(
     max_depth: int | None,
     max_ttl: int | None,
     expires: str | None,
+    require_dpop: bool,
     as_json: bool,
 ) -> None:
     """Allow ACTOR to act for SUBJECT toward TARGET(s)."""
@@ -97,6 +106,7 @@ def rule_create(
             max_depth=max_depth,
             max_ttl=max_ttl,
             expires=expires,
+            require_dpop=require_dpop,
             now=now_seconds(),
             admin=administrator(),
         )

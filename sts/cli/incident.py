@@ -341,6 +341,7 @@ def gc(retention_days: int | None, as_json: bool) -> None:
         result,
         lambda: say(
             f"removed {result['lineage_rows']} lineage rows expired before "
-            f"{iso_time(result['cutoff'])} and {result['assertion_jtis']} used assertion ids"
+            f"{iso_time(result['cutoff'])}, {result['assertion_jtis']} used assertion ids and "
+            f"{result['dpop_proof_jtis']} used DPoP proof ids"
         ),
     )

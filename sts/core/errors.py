@@ -14,6 +14,7 @@ from authlib.oauth2.rfc6749 import errors as rfc6749
 
 __all__ = [
     "InvalidClient",
+    "InvalidDpopProof",
     "InvalidRequest",
     "InvalidScope",
     "InvalidTarget",
@@ -22,6 +23,7 @@ __all__ = [
     "TemporarilyUnavailable",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UseDpopNonce",
 ]
 
 Headers = list[tuple[str, str]]
@@ -73,6 +75,29 @@ class InvalidTarget(StsError):
 
     error = "invalid_target"
     default_description = "The requested target is unknown or not allowed."
+
+
+class InvalidDpopProof(StsError):
+    """RFC 9449 §5, §7.1: the DPoP proof is missing where required, malformed or fails a check."""
+
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is invalid."
+
+
+class UseDpopNonce(StsError):
+    """RFC 9449 §8: the proof must carry the server's nonce, sent in ``DPoP-Nonce``."""
+
+    error = "use_dpop_nonce"
+    default_description = "A DPoP nonce is required."
+
+    def __init__(self, reason: str, nonce: str) -> None:
+        super().__init__(reason)
+        self.nonce = nonce
+
+    def get_headers(self) -> Headers:
+        headers: Headers = super().get_headers()
+        headers.append(("DPoP-Nonce", self.nonce))
+        return headers
 
 
 class TemporarilyUnavailable(StsError):

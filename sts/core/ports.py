@@ -112,6 +112,8 @@ class RuleView:
     #: For a ``sub`` rule, the trusted issuer the subject must come from; ``None``: the
     #: subject must be an NHI (a chain rooted at this STS). DESIGN §3: (issuer, ``sub``).
     subject_issuer: str | None = None
+    #: Only a DPoP-bound request may mint under this rule (DESIGN §12).
+    require_dpop: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,14 @@ class ClientStore(Protocol):
     def remember_assertion(self, client_id: str, jti: str, expires_at: int, now: int) -> bool:
         """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was
         seen before (a replay)."""
+
+
+class DpopReplayStore(Protocol):
+    """DPoP proofs seen (RFC 9449 §11.1), shared by every replica."""
+
+    def remember_dpop_proof(self, jkt: str, jti: str, expires_at: int, now: int) -> bool:
+        """Record a proof's ``jti`` for its key (kept until ``expires_at``); ``False`` if it
+        was seen before (a replay)."""
 
 
 class TargetStore(Protocol):
@@ -256,6 +266,7 @@ class ReportingStore(ClientStore, AccessReportStore, AuditStore, Protocol):
 
 class Store(
     ClientStore,
+    DpopReplayStore,
     TargetStore,
     PolicyStore,
     LineageStore,

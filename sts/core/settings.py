@@ -114,6 +114,15 @@ class Settings:
     http_body_timeout: int = 10
     #: Keep connections open between requests (HTTP/1.1 keep-alive).
     http_keepalive: bool = True
+    #: How old a DPoP proof's ``iat`` may be, seconds (RFC 9449 §4.3 item 11); its ``jti`` is
+    #: remembered this long (plus the leeway), so a replay within the window is refused.
+    dpop_proof_window: int = 60
+    #: Require a server-provided nonce in every DPoP proof (RFC 9449 §8): a proof without a
+    #: fresh one is answered ``use_dpop_nonce`` with a ``DPoP-Nonce`` header.
+    dpop_require_nonce: bool = False
+    #: How long a DPoP nonce stays good, seconds (nonces are stateless: every replica
+    #: checks them with the same key).
+    dpop_nonce_seconds: int = 300
 
     @property
     def is_production(self) -> bool:
@@ -165,6 +174,8 @@ class Settings:
             "auth_failure_limit",
             "auth_failure_window",
             "client_assertion_max_lifetime",
+            "dpop_proof_window",
+            "dpop_nonce_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"STS_{name.upper()} must be a positive integer")

@@ -42,8 +42,11 @@ def issue(
     store: LineageStore,
     request_id: str,
     extra: dict[str, Any],
+    nonce: str | None = None,
 ) -> Response:
-    """Sign, record lineage and the audit event (same transaction), and respond."""
+    """Sign, record lineage and the audit event (same transaction), and respond. A token
+    bound to a DPoP key is a ``DPoP`` token (RFC 9449 §5); ``nonce``, when the STS asks for
+    nonces, is the next one to use (§8.2)."""
     lineage = IssuedRecord(
         jti=token.jti,
         parent_jti=origin.parent_jti,
@@ -82,15 +85,22 @@ def issue(
             txn=lineage.txn,
             rule_id=lineage.rule_id,
             chain=lineage.chain,
-            detail={"grant_type": origin.grant_type, "exp": token.exp},
+            detail=(
+                {"grant_type": origin.grant_type, "exp": token.exp}
+                if token.jkt is None
+                else {"grant_type": origin.grant_type, "exp": token.exp, "cnf_jkt": token.jkt}
+            ),
         ),
     )
     body: dict[str, Any] = {
         "access_token": signed,
-        "token_type": "Bearer",
+        "token_type": "Bearer" if token.jkt is None else "DPoP",
         "expires_in": token.exp - token.iat,
         **extra,
     }
     if token.scope:
         body["scope"] = token.scope
-    return 200, body, list(JSON_NO_STORE)
+    headers = list(JSON_NO_STORE)
+    if nonce is not None:
+        headers.append(("DPoP-Nonce", nonce))
+    return 200, body, headers

@@ -24,6 +24,7 @@ from sts.oauth.rfc6749 import (
 from sts.oauth.rfc7523 import PrivateKeyJwt
 from sts.oauth.rfc8693 import TokenExchange, TokenExchangeGrant
 from sts.oauth.rfc8693.evaluation import ExchangeEvaluation
+from sts.oauth.rfc9449 import DpopChecker, DpopNonces
 from sts.oauth.validation import TokenValidator
 
 if TYPE_CHECKING:
@@ -84,7 +85,15 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             ],
         )
         self.validator = TokenValidator(settings, keys, jwks_cache)
-        self.token_exchange = TokenExchange(settings, self.validator, keys, self.authenticator)
+        nonces = (
+            DpopNonces(hasher.derive("dpop-nonce"), settings.dpop_nonce_seconds)
+            if settings.dpop_require_nonce
+            else None
+        )
+        self.dpop = DpopChecker(settings, nonces)
+        self.token_exchange = TokenExchange(
+            settings, self.validator, keys, self.authenticator, self.dpop
+        )
         #: The exchange's verdict without the exchange (DESIGN §10).
         self.evaluation = ExchangeEvaluation(settings, self.validator)
         self.register_grant(ClientCredentialsGrant)

@@ -42,4 +42,10 @@ def collect(
             progress(done)
     with open_store() as store:
         assertions = store.housekeeping.remove_used_assertions(now)
-    return {"lineage_rows": removed, "assertion_jtis": assertions, "cutoff": cutoff}
+        proofs = store.housekeeping.remove_used_dpop_proofs(now)
+    return {
+        "lineage_rows": removed,
+        "assertion_jtis": assertions,
+        "dpop_proof_jtis": proofs,
+        "cutoff": cutoff,
+    }

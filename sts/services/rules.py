@@ -102,6 +102,7 @@ def _rule_spec(
     max_depth: int | None,
     max_ttl: int | None,
     expires: str | None,
+    require_dpop: bool = False,
 ) -> _RuleSpec:
     if not targets:
         raise Invalid("a rule needs at least one target (or '*', explicitly)", "targets")
@@ -129,6 +130,7 @@ def _rule_spec(
         max_depth=max_depth,
         max_ttl=max_ttl,
         expires_at=expires_at,
+        require_dpop=require_dpop,
     )
     return _RuleSpec(actor, sorted(set(targets)), terms)
 
@@ -156,6 +158,7 @@ def create_rule(
     max_depth: int | None = None,
     max_ttl: int | None = None,
     expires: str | None = None,
+    require_dpop: bool = False,
 ) -> dict[str, Any]:
     spec = _rule_spec(
         store,
@@ -169,6 +172,7 @@ def create_rule(
         max_depth=max_depth,
         max_ttl=max_ttl,
         expires=expires,
+        require_dpop=require_dpop,
     )
     return _insert_rule(store, spec, now, admin)
 
@@ -187,11 +191,11 @@ def ensure_rule(
     max_depth: int | None = None,
     max_ttl: int | None = None,
     expires: str | None = None,
+    require_dpop: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Idempotent :func:`create_rule`: ``(rule, created)``. Rules have no name, so an enabled
     rule that says exactly the same (actor, targets, scope, subject and its issuer, upstream,
-    limits, expiry)
-    stands for this one and is returned instead of a duplicate."""
+    limits, expiry, DPoP requirement) stands for this one and is returned instead of a duplicate."""
     spec = _rule_spec(
         store,
         actor=actor,
@@ -204,6 +208,7 @@ def ensure_rule(
         max_depth=max_depth,
         max_ttl=max_ttl,
         expires=expires,
+        require_dpop=require_dpop,
     )
     same = store.rules.enabled_with(spec.terms)
     if same is not None:
@@ -224,6 +229,7 @@ def _as_dict(rule: RuleRecord) -> dict[str, Any]:
         "max_depth": rule.max_depth,
         "max_ttl": rule.max_ttl,
         "expires_at": rule.expires_at,
+        "require_dpop": rule.require_dpop,
         "status": rule.status,
         "created_at": rule.created_at,
     }

@@ -1,12 +1,12 @@
 """Housekeeping of the registry (DESIGN §9): lineage rows long past expiry and the ids of
-client assertions that can no longer be replayed."""
+client assertions and DPoP proofs that can no longer be replayed."""
 
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 
-from sts.store.models import ClientAssertionJti, IssuedToken
+from sts.store.models import ClientAssertionJti, DpopProofJti, IssuedToken
 
 
 class HousekeepingRepository:
@@ -33,5 +33,12 @@ class HousekeepingRepository:
         """Delete the remembered ids of client assertions expired by ``now``; how many."""
         removed = self._conn.execute(
             delete(ClientAssertionJti).where(ClientAssertionJti.expires_at < now)
+        ).rowcount
+        return max(int(removed or 0), 0)
+
+    def remove_used_dpop_proofs(self, now: int) -> int:
+        """Delete the remembered ids of DPoP proofs whose window has passed by ``now``."""
+        removed = self._conn.execute(
+            delete(DpopProofJti).where(DpopProofJti.expires_at < now)
         ).rowcount
         return max(int(removed or 0), 0)

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -120,6 +131,8 @@ class DelegationRule(Base):
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="enabled")  # enabled | disabled
     created_at: Mapped[int] = mapped_column(BigInteger)
+    #: Only a DPoP-bound request (RFC 9449) may mint a token under this rule (DESIGN §12).
+    require_dpop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RuleTarget(Base):
@@ -258,3 +271,14 @@ class AccessReportRow(Base):
     at: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[int] = mapped_column(BigInteger)
     request_id: Mapped[str] = mapped_column(Id, default="")
+
+
+class DpopProofJti(Base):
+    """``jti``s of accepted DPoP proofs per key thumbprint, kept while their ``iat`` is within
+    the proof window (RFC 9449 §11.1): the primary key makes a replay fail on every replica."""
+
+    __tablename__ = "dpop_proof_jti"
+
+    jkt: Mapped[str] = mapped_column(String(64), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

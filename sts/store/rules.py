@@ -34,6 +34,8 @@ class RuleTerms:
     expires_at: int | None
     #: A ``sub`` subject's trusted issuer (``None``: an NHI subject).
     subject_issuer: str | None = None
+    #: Only a DPoP-bound request may mint under the rule (DESIGN §12).
+    require_dpop: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class RuleRecord:
     status: str
     created_at: int
     subject_issuer: str | None = None
+    require_dpop: bool = False
 
 
 def _same(column: Any, value: Any) -> Any:
@@ -87,6 +90,7 @@ def _record(row: Any, targets: list[str]) -> RuleRecord:
         row.status,
         row.created_at,
         row.subject_issuer,
+        bool(row.require_dpop),
     )
 
 
@@ -108,6 +112,7 @@ class RuleRepository:
                 max_depth=terms.max_depth,
                 max_ttl=terms.max_ttl,
                 expires_at=terms.expires_at,
+                require_dpop=terms.require_dpop,
                 status="enabled",
                 created_at=now,
             )
@@ -130,6 +135,7 @@ class RuleRepository:
                 _same(DelegationRule.max_depth, terms.max_depth),
                 _same(DelegationRule.max_ttl, terms.max_ttl),
                 _same(DelegationRule.expires_at, terms.expires_at),
+                DelegationRule.require_dpop == terms.require_dpop,
             )
             .order_by(DelegationRule.created_at, DelegationRule.id)
         ).scalars()

@@ -34,6 +34,7 @@ from sts.core.ports import (
 from sts.core.scopes import scope_set
 from sts.store import access_reports
 from sts.store import statements as q
+from sts.store.dpop import REMEMBER_PROOF
 from sts.store.revocation import cascade, serialize
 
 
@@ -200,6 +201,10 @@ class SqlStore:
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at, "now": now}
         return bool(self._run(self._sql.remember_assertion, values))
 
+    def remember_dpop_proof(self, jkt: str, jti: str, expires_at: int, now: int) -> bool:
+        values = {"jkt": jkt, "jti": jti, "expires_at": expires_at, "now": now}
+        return bool(self._run(REMEMBER_PROOF[self.conn.dialect.name], values))
+
     def target_by_name(self, name: str) -> Target | None:
         rows = self._lookup(("target", name), self._sql.target_by_name, {"name": name})
         return q.target_of(rows[0]) if rows else None
@@ -331,6 +336,7 @@ class SqlStore:
                 r.expires_at,
                 frozenset(targets[r.id]),
                 subject_issuer=r.subject_issuer,
+                require_dpop=bool(r.require_dpop),
             )
             for r in first.values()
         ]

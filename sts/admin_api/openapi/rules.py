@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sts.admin_api.openapi.common import (
+    BOOL,
     CONTAIN,
     ID_PATTERN,
     INT,
@@ -61,6 +62,9 @@ def schemas() -> dict[str, Schema]:
                 "max_depth": OPT_INT,
                 "max_ttl": OPT_INT,
                 "expires_at": OPT_INT,
+                "require_dpop": described(
+                    BOOL, "Only a DPoP-bound request (RFC 9449) may mint under this rule."
+                ),
                 "status": enum(STATUSES),
                 "created_at": INT,
             }
@@ -91,6 +95,11 @@ def schemas() -> dict[str, Schema]:
                 "max_depth": nullable(integer(1, 32)),
                 "max_ttl": nullable(integer(1, MAX_INT)),
                 "expires": nullable(text(64, 1, description="ISO 8601 with a time zone.")),
+                "require_dpop": described(
+                    BOOL,
+                    "Refuse an exchange under this rule without a DPoP proof "
+                    "(`invalid_dpop_proof`). Default false.",
+                ),
             },
             ["actor", "targets", "scope"],
         ),

@@ -205,6 +205,7 @@ def create_rule(call: Call) -> Response:
         max_depth=b.get("max_depth"),
         max_ttl=b.get("max_ttl"),
         expires=b.get("expires"),
+        require_dpop=b.get("require_dpop", False),
         now=call.now,
         admin=call.by,
     )

@@ -20,10 +20,11 @@ from sts.oauth.targets import named_target, resolve_target
 
 if TYPE_CHECKING:
     from sts.core.domain import Client
-    from sts.core.ports import Store
+    from sts.core.ports import DpopReplayStore, Store
     from sts.core.response import Response
     from sts.oauth.rfc6749.client_auth import Authenticated, Claim, ClientAuthenticator
     from sts.oauth.rfc6749.request import OAuthRequest
+    from sts.oauth.rfc9449 import DpopChecker, DpopProof
     from sts.oauth.server import ChainAuthorizationServer
 
 
@@ -51,6 +52,16 @@ def check_grant(client: Client, grant_type: str) -> None:
         raise UnauthorizedClient(f"grant {grant_type} not allowed for client")
 
 
+def prove_possession(
+    dpop: DpopChecker, request: OAuthRequest, store: DpopReplayStore, token_endpoint: str
+) -> DpopProof | None:
+    """RFC 9449 §5: the request's DPoP proof, checked against this token endpoint, or ``None``
+    (the token will be a bearer token)."""
+    return dpop.check(
+        request.headers, store, method=request.method, url=token_endpoint, now=request.now
+    )
+
+
 class StsGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
     """What every Chain STS grant is to Authlib: a ``GRANT_TYPE`` and :meth:`respond`."""
 
@@ -66,7 +77,8 @@ class ClientCredentialsGrant(StsGrant):
     """RFC 6749 §4.4: an NHI gets a token for itself; the root of a chain no person started.
 
     Without ``audience``/``resource`` the token's ``aud`` is this STS (good only for exchange
-    here); with one, it is that registered target.
+    here); with one, it is that registered target. With a DPoP proof, the token is bound to
+    its key (RFC 9449 §5).
     """
 
     GRANT_TYPE = CLIENT_CREDENTIALS
@@ -85,6 +97,7 @@ class ClientCredentialsGrant(StsGrant):
             if requested is not None and not requested <= client.scopes:
                 raise InvalidScope("requested scope exceeds the client's scopes")
             target = resolve_target(store, audiences, resources)
+            proof = prove_possession(server.dpop, request, store, settings.token_endpoint)
         except StsError as err:
             raise Denied(err, facts) from None
         jti = new_jti()
@@ -98,6 +111,7 @@ class ClientCredentialsGrant(StsGrant):
             exp=request.now + min(settings.token_ttl, settings.max_token_ttl),
             jti=jti,
             txn=jti,
+            jkt=proof.jkt if proof else None,
         )
         origin = Provenance(self.GRANT_TYPE, None, settings.issuer, None, ())
         return issue(
@@ -108,4 +122,5 @@ class ClientCredentialsGrant(StsGrant):
             store=store,
             request_id=request.request_id,
             extra={},
+            nonce=server.dpop.fresh_nonce(request.now) if proof else None,
         )

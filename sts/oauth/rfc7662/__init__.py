@@ -57,7 +57,8 @@ def introspect(server: ChainAuthorizationServer, request: OAuthRequest, store: S
     claims = found.claims
     body: dict[str, Any] = {
         "active": True,
-        "token_type": "Bearer",
+        # RFC 9449 §6.2: a bound token's ``cnf`` (its key's thumbprint) and type.
+        "token_type": "DPoP" if "cnf" in claims else "Bearer",
         **{
             k: claims[k]
             for k in (
@@ -73,6 +74,7 @@ def introspect(server: ChainAuthorizationServer, request: OAuthRequest, store: S
                 "txn",
                 "act",
                 "sub_id",
+                "cnf",
             )
             if k in claims
         },

@@ -33,6 +33,8 @@ def metadata(settings: Settings, grant_types: list[str]) -> dict[str, Any]:
         "grant_types_supported": grant_types,
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_JWS_ALGORITHMS),
+        # RFC 9449 §5.1: DPoP proofs accepted at the token endpoint.
+        "dpop_signing_alg_values_supported": list(ASYMMETRIC_JWS_ALGORITHMS),
         # No authorization endpoint: Chain STS issues tokens only at the token endpoint.
         "response_types_supported": [],
     }

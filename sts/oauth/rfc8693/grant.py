@@ -15,7 +15,7 @@ from sts.core.scopes import scope_str
 from sts.core.token_types import TOKEN_EXCHANGE
 from sts.oauth.audit_facts import AuditFacts, Denied
 from sts.oauth.issuance import Provenance, issue
-from sts.oauth.rfc6749.grants import StsGrant, authenticate_for_grant
+from sts.oauth.rfc6749.grants import StsGrant, authenticate_for_grant, prove_possession
 from sts.oauth.rfc8693 import steps
 from sts.oauth.rfc9068 import AccessToken, new_jti
 from sts.oauth.targets import named_target
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sts.core.settings import Settings
     from sts.oauth.rfc6749.client_auth import ClientAuthenticator
     from sts.oauth.rfc6749.request import OAuthRequest
+    from sts.oauth.rfc9449 import DpopChecker
     from sts.oauth.validation import TokenValidator
 
 
@@ -39,11 +40,13 @@ class TokenExchange:
         validator: TokenValidator,
         keys: KeyStore,
         authenticator: ClientAuthenticator,
+        dpop: DpopChecker,
     ) -> None:
         self.settings = settings
         self.validator = validator
         self.keys = keys
         self.authenticator = authenticator
+        self.dpop = dpop
 
     def run(self, request: OAuthRequest, store: Store, facts: AuditFacts) -> Response:
         settings, now = self.settings, request.now
@@ -57,6 +60,7 @@ class TokenExchange:
         )
         client, params = auth.client, inp.params
         try:
+            proof = prove_possession(self.dpop, request, store, settings.token_endpoint)
             subject = self.validator.validate(
                 params.subject_token, "subject", store, now, inp.subject
             )
@@ -69,6 +73,7 @@ class TokenExchange:
             )
             steps.check_token_type(subject, params.subject_token_type, "subject")
             steps.bind_audience(subject, client, settings, "subject")
+            steps.bind_subject_key(subject, proof, client)
             actor, actor_token = steps.resolve_actor(
                 self.validator, inp, client, subject, store, now
             )
@@ -81,6 +86,7 @@ class TokenExchange:
             decision = steps.decide_hop(
                 store, settings, subject, chain, params.scope, actor_exp, rules, now
             )
+            steps.require_binding(decision, proof)
         except StsError as err:
             raise Denied(err, facts) from None
         jti = new_jti()
@@ -98,6 +104,7 @@ class TokenExchange:
             subject_issuer=(
                 None if subject.subject_issuer == settings.issuer else subject.subject_issuer
             ),
+            jkt=proof.jkt if proof else None,
         )
         origin = Provenance(
             grant_type=TOKEN_EXCHANGE,
@@ -116,6 +123,7 @@ class TokenExchange:
             store=store,
             request_id=request.request_id,
             extra={"issued_token_type": params.requested_token_type},
+            nonce=self.dpop.fresh_nonce(now) if proof else None,
         )
 
 

@@ -1,9 +1,10 @@
 """The token-exchange steps (RFC 8693 §2, DESIGN §5), each a function of values.
 
-parse → (authenticate) → validate subject → bind audience → actor → target → rules → chain →
-decide → (mint, record, respond). Each step takes what it needs and returns its result or
-raises the documented OAuth error; none reads or writes anything on the request. The runner
-in :mod:`sts.oauth.rfc8693.grant` calls them in order.
+parse → (authenticate, DPoP proof) → validate subject → bind audience and key → actor →
+target → rules → chain → decide → require binding → (mint, record, respond). Each step takes
+what it needs and returns its result or raises the documented OAuth error; none reads or
+writes anything on the request. The runner in :mod:`sts.oauth.rfc8693.grant` calls them in
+order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from jwt.exceptions import InvalidTokenError
 from sts.core import jws
 from sts.core.chain import Actor, Chain, ChainError
 from sts.core.domain import Client, Target
-from sts.core.errors import InvalidRequest, InvalidTarget, StsError
+from sts.core.errors import InvalidDpopProof, InvalidRequest, InvalidTarget, StsError
 from sts.core.policy import Decision, Subject, decide
 from sts.core.ports import ExchangeHints
 from sts.core.token_types import ID_TOKEN_TYPE
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from sts.core.ports import PolicyStore, RuleView, Store, TargetStore
     from sts.core.settings import Settings
     from sts.oauth.rfc6749.request import OAuthRequest
+    from sts.oauth.rfc9449 import DpopProof
     from sts.oauth.validation import TokenValidator, ValidatedToken
 
 
@@ -119,6 +121,31 @@ def bind_audience(token: ValidatedToken, client: Client, settings: Settings, rol
         f"{role} token is not addressed to this client",
         f"The {role} token is not addressed to this client.",
     )
+
+
+def bind_subject_key(token: ValidatedToken, proof: DpopProof | None, client: Client) -> None:
+    """DESIGN §12, RFC 9449 §6: a bound token's key is checked by the service that receives
+    it. A token of this STS addressed to the requesting client was checked by that client's
+    own service; one addressed to the STS itself is received here, so the request must prove
+    its key (a stolen self-addressed token is useless without it)."""
+    if not token.own:
+        return
+    cnf = token.claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if jkt is None or set(token.aud) & {client.client_id, client.sub}:
+        return
+    if proof is None or proof.jkt != jkt:
+        raise InvalidDpopProof("subject token bound to another key")
+
+
+def require_binding(decision: Decision, proof: DpopProof | None) -> None:
+    """DESIGN §12: a rule may require DPoP for its target; an unbound request under it is
+    refused with ``invalid_dpop_proof`` (RFC 9449 §7.1's code for a missing or bad proof), so
+    a client knows to send one."""
+    if proof is None and decision.rule.require_dpop:
+        raise InvalidDpopProof(
+            "rule requires a DPoP-bound request", "A DPoP proof is required for this target."
+        )
 
 
 def resolve_actor(

@@ -2,7 +2,8 @@
 
 Header ``typ: at+jwt`` (§2.1) and ``kid``; claims ``iss``, ``sub``, ``aud``, ``client_id``,
 ``scope``, ``iat``, ``nbf``, ``exp``, ``jti`` (§2.2), plus Chain STS's ``txn``, RFC 8693's
-``act`` and, for a subject from a trusted issuer, RFC 9493's ``sub_id``. The claims are built
+``act``, for a subject from a trusted issuer RFC 9493's ``sub_id``, and for a DPoP-bound
+token RFC 9449's ``cnf``. The claims are built
 from one immutable value so every grant mints the same shape.
 """
 
@@ -39,6 +40,9 @@ class AccessToken:
     #: ``sub_id`` (RFC 9493 §3.2.1, format ``iss_sub``), so that a subject is never taken
     #: for an NHI, or another issuer's subject, of the same ``sub`` (DESIGN §3).
     subject_issuer: str | None = None
+    #: The RFC 7638 thumbprint of the key the token is bound to (RFC 9449 §6.1: ``cnf.jkt``);
+    #: ``None``: a bearer token.
+    jkt: str | None = None
 
     def claims(self) -> dict[str, Any]:
         claims: dict[str, Any] = {
@@ -58,6 +62,8 @@ class AccessToken:
             claims["act"] = self.act
         if self.subject_issuer is not None:
             claims["sub_id"] = {"format": "iss_sub", "iss": self.subject_issuer, "sub": self.sub}
+        if self.jkt is not None:
+            claims["cnf"] = {"jkt": self.jkt}
         return claims
 
     def sign(self, key: SigningKey) -> str:
