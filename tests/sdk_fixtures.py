@@ -144,9 +144,12 @@ def person_token(chain: Chain, clock: Any, scope: str = "orders:read orders:writ
 
 
 def token_for(chain: Chain, clock: Any, audience: str, scope: str | None = None) -> str:
-    """Walk the chain from the person up to a token addressed to ``audience``."""
-    token = chain.client("web").exchange(person_token(chain, clock), audience="agent")
+    """Walk the chain from the person up to a bearer token addressed to ``audience`` (tests
+    present it as ``Authorization: Bearer``)."""
+    web = chain.client("web", dpop=False)
+    token = web.exchange(person_token(chain, clock), audience="agent")
     if audience == "agent":
         return token.access_token
-    token = chain.client("agent").exchange(token.access_token, audience=audience, scope=scope)
+    agent = chain.client("agent", dpop=False)
+    token = agent.exchange(token.access_token, audience=audience, scope=scope)
     return token.access_token

@@ -45,9 +45,10 @@ def loaded_after(statement: str, cwd: Path) -> list[str]:
     return ast.literal_eval(out.stdout.strip())
 
 
-def test_distribution_when_installed_then_it_requires_only_pyjwt_and_requests_and_flask_as_extra():
+def test_distribution_when_installed_then_it_requires_only_pyjwt_joserfc_requests_flask_extra():
     assert requirements("chain-sts-client") == {
         ("pyjwt", ""),
+        ("joserfc", ""),
         ("requests", ""),
         ("flask", 'extra == "flask"'),
     }

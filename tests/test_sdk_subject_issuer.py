@@ -38,7 +38,7 @@ def test_verify_when_subject_from_trusted_issuer_then_caller_names_that_issuer(c
 
 
 def test_verify_when_subject_is_an_nhi_then_no_sub_id_and_the_sts_is_its_issuer(chain):
-    own = chain.client("web").client_credentials(audience="tool").access_token
+    own = chain.client("web", dpop=False).client_credentials(audience="tool").access_token
     caller = verifier_for(chain, "tool").verify(own)
     assert (caller.sub, caller.sub_id, caller.subject_issuer) == ("web", None, chain.issuer)
 

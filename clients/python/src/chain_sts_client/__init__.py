@@ -1,14 +1,16 @@
 """Chain STS service SDK: exchange tokens per hop, verify incoming tokens.
 
 The distribution ``chain-sts-client``. Its core imports neither Flask nor ``requests``: a
-service needs only PyJWT (``requests`` for :mod:`~chain_sts_client.http_auth`, Flask for the
-extra ``flask``). The STS itself takes the protocol values it shares with services from here.
+service needs only PyJWT and joserfc (``requests`` for :mod:`~chain_sts_client.http_auth`,
+Flask for the extra ``flask``). The STS itself takes the protocol values it shares with services from here.
 
 * :class:`ExchangeClient` — token exchange (RFC 8693) and client credentials, with caching;
 * :class:`TokenVerifier` — verify an incoming token: keys, audience, scope, revocation feed;
   :class:`Caller` is who called, on whose behalf, within which transaction;
 * :class:`AccessReporter` — report what was done under a token, queued and sent in the
   background (``current_caller().report(...)`` in Flask);
+* :mod:`chain_sts_client.dpop` — DPoP (RFC 9449): proofs of the process's key, and the
+  checks of a bound token's proof;
 * :mod:`chain_sts_client.flask` — ``@require_token`` and ``downstream_auth`` for Flask apps;
 * :mod:`chain_sts_client.http_auth` — :class:`~chain_sts_client.http_auth.ExchangeAuth`
   for ``requests``.

@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from chain_sts_client.algorithms import ASYMMETRIC_JWS_ALGORITHMS
+
 __all__ = [
     "InsufficientScope",
     "InvalidClient",
+    "InvalidDpopProof",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
@@ -32,6 +35,7 @@ __all__ = [
     "TokenRejected",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UseDpopNonce",
     "VerificationUnavailable",
     "oauth_error",
 ]
@@ -103,6 +107,23 @@ class ServerError(OAuthError):
     error = "server_error"
 
 
+class DpopProofRefused(OAuthError):
+    """RFC 9449 §5: the STS refused the request's DPoP proof (``invalid_dpop_proof``)."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(OAuthError):
+    """RFC 9449 §8: the STS asks for its nonce (``DPoP-Nonce``) in the proof."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, status: int, body: Mapping[str, Any], nonce: str | None = None) -> None:
+        super().__init__(status, body)
+        #: The nonce the STS sent, to put in the next proof.
+        self.nonce = nonce
+
+
 _BY_CODE: dict[str, type[OAuthError]] = {
     cls.error: cls
     for cls in (
@@ -114,13 +135,21 @@ _BY_CODE: dict[str, type[OAuthError]] = {
         InvalidScope,
         InvalidTarget,
         ServerError,
+        DpopProofRefused,
     )
 }
 
 
-def oauth_error(status: int, body: Mapping[str, Any], retry_after: str | None = None) -> OAuthError:
+def oauth_error(
+    status: int,
+    body: Mapping[str, Any],
+    retry_after: str | None = None,
+    dpop_nonce: str | None = None,
+) -> OAuthError:
     """The typed exception for an error document (an unknown code gives :class:`OAuthError`)."""
     code = body.get("error")
+    if code == UseDpopNonce.error:
+        return UseDpopNonce(status, body, dpop_nonce)
     if code == TemporarilyUnavailable.error:
         seconds = int(retry_after) if retry_after and retry_after.isdigit() else None
         return TemporarilyUnavailable(status, body, seconds)
@@ -165,6 +194,20 @@ class InsufficientScope(TokenRejected):
 
     def www_authenticate(self) -> str:
         return super().www_authenticate() + f', scope="{" ".join(sorted(self.required))}"'
+
+
+class InvalidDpopProof(TokenRejected):
+    """A DPoP-bound token without a valid proof of its key, or presented as a bearer token
+    (RFC 9449 §7.1): 401 with a ``DPoP`` challenge."""
+
+    error = "invalid_dpop_proof"
+    description = "The DPoP proof is invalid."
+
+    def www_authenticate(self) -> str:
+        return (
+            f'DPoP error="{self.error}", error_description="{self.description}", '
+            f'algs="{" ".join(ASYMMETRIC_JWS_ALGORITHMS)}"'
+        )
 
 
 class VerificationUnavailable(TokenRejected):

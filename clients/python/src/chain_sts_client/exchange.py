@@ -5,6 +5,11 @@ One :class:`ExchangeClient` per service identity. It discovers the STS from its 
 cached per (subject token, actor token, audience, resource, scope) until shortly before they
 expire, so a hop that calls the same downstream service many times within one request, or
 across requests carrying the same incoming token, asks the STS once.
+
+Every request to the token endpoint carries a DPoP proof (RFC 9449) of the process's key by
+default, so each token the service obtains is bound to it (``token_type: DPoP``); pass
+``dpop=False`` for bearer tokens, or a :class:`~chain_sts_client.dpop.DpopKey` of your own.
+A ``use_dpop_nonce`` answer is retried once with the STS's nonce.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from dataclasses import dataclass, field
 
 from chain_sts_client.credentials import ClientCredential
 from chain_sts_client.discovery import ServerMetadata, discover
-from chain_sts_client.errors import StsUnavailable
+from chain_sts_client.dpop import DpopKey, process_key
+from chain_sts_client.errors import StsUnavailable, UseDpopNonce
 from chain_sts_client.scopes import scope_set, scope_str
 from chain_sts_client.token_types import ACCESS_TOKEN_TYPE, CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 from chain_sts_client.token_types import JWT_TOKEN_TYPE as JWT_TOKEN_TYPE  # named here before
@@ -43,6 +49,11 @@ class IssuedToken:
     @property
     def scopes(self) -> frozenset[str]:
         return scope_set(self.scope)
+
+    @property
+    def bound(self) -> bool:
+        """Bound to a DPoP key (RFC 9449): sent as ``Authorization: DPoP`` with a proof."""
+        return self.token_type.lower() == "dpop"
 
 
 def _digest(value: str | None) -> str | None:
@@ -75,8 +86,13 @@ class ExchangeClient:
         refresh_margin: float = REFRESH_MARGIN,
         cache_size: int = CACHE_SIZE,
         clock: Callable[[], float] = time.time,
+        dpop: DpopKey | bool = True,
     ) -> None:
         self.issuer = issuer
+        #: The key tokens are bound to (``None``: bearer tokens).
+        self.dpop_key: DpopKey | None = (
+            dpop if isinstance(dpop, DpopKey) else process_key() if dpop else None
+        )
         self.credential = credential
         self.transport: Transport = transport or UrllibTransport()
         self.refresh_margin = refresh_margin
@@ -198,10 +214,8 @@ class ExchangeClient:
         if scope is not None:
             form["scope"] = scope
         endpoint = self.metadata.token_endpoint
-        headers: dict[str, str] = {}
-        self.credential.apply(headers, form, endpoint)
         now = self.clock()
-        answer = post_form(self.transport, endpoint, form, headers)
+        answer = self._post(endpoint, form)
         token = _issued(answer, now)
         with self._lock:
             self._cache[key] = token
@@ -209,6 +223,23 @@ class ExchangeClient:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return token
+
+    def _post(self, endpoint: str, form: dict[str, str]) -> dict[str, object]:
+        """POST to the token endpoint with a fresh DPoP proof; once more with the STS's
+        nonce when it asks for one (RFC 9449 §8)."""
+        for attempt in (1, 2):
+            headers: dict[str, str] = {}
+            self.credential.apply(headers, form, endpoint)
+            if self.dpop_key is not None:
+                headers["DPoP"] = self.dpop_key.proof("POST", endpoint)
+            try:
+                answer: dict[str, object] = post_form(self.transport, endpoint, form, headers)
+                return answer
+            except UseDpopNonce as exc:
+                if self.dpop_key is None or exc.nonce is None or attempt == 2:
+                    raise
+                self.dpop_key.remember_nonce(endpoint, exc.nonce)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _cached(self, key: CacheKey) -> IssuedToken | None:
         now = self.clock()
@@ -238,8 +269,8 @@ def _issued(answer: dict[str, object], now: float) -> IssuedToken:
     scope = answer.get("scope")
     if not isinstance(token, str) or not token:
         raise StsUnavailable("token response without access_token")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise StsUnavailable("token response is not a Bearer token")
+    if not isinstance(token_type, str) or token_type.lower() not in {"bearer", "dpop"}:
+        raise StsUnavailable("token response is neither a Bearer nor a DPoP token")
     if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
         raise StsUnavailable("token response without a positive expires_in")
     issued_type = answer.get("issued_token_type")
@@ -248,6 +279,6 @@ def _issued(answer: dict[str, object], now: float) -> IssuedToken:
         issued_at=now,
         expires_at=now + expires_in,
         scope=scope if isinstance(scope, str) else None,
-        token_type="Bearer",  # noqa: S106
+        token_type="DPoP" if token_type.lower() == "dpop" else "Bearer",
         issued_token_type=issued_type if isinstance(issued_type, str) else None,
     )

@@ -13,9 +13,10 @@ exchanged token, never the incoming one.
         r = requests.post(TOOL_URL, json=..., auth=downstream_auth("tool", scope="orders:read"))
         ...
 
-``require_token`` verifies the bearer token (RFC 6750 §2.1) against the STS's keys and
-revocation feed, checks that it is addressed to this service and carries the scope, and keeps
-it out of the view's reach. ``downstream_auth`` exchanges it, per call, for a token addressed
+``require_token`` verifies the bearer or DPoP-bound token (RFC 6750 §2.1, RFC 9449 §7)
+against the STS's keys and revocation feed (a bound token needs a proof of its key), checks
+that it is addressed to this service and carries the scope, and keeps it out of the view's
+reach. ``downstream_auth`` exchanges it, per call, for a token addressed
 to the named next hop. Refusals are RFC 6750 §3 answers: 401 ``invalid_token`` with a
 ``WWW-Authenticate`` challenge, 403 ``insufficient_scope``, 503 when keys or the revocation
 feed cannot be read.
@@ -35,7 +36,9 @@ import jwt
 from flask import Flask, Response, after_this_request, current_app, g, request
 
 from chain_sts_client.credentials import ClientCredential, ClientSecret
+from chain_sts_client.dpop import Presentation
 from chain_sts_client.errors import (
+    InvalidDpopProof,
     InvalidToken,
     StsClientError,
     TokenRejected,
@@ -148,8 +151,13 @@ class ChainSts:
                 return verifier
         raise InvalidToken("token from an unknown issuer")
 
-    def verify(self, token: str, scope: str | Iterable[str] | None = None) -> Caller:
-        caller = self.verifier_for(token).verify(token, scope)
+    def verify(
+        self,
+        token: str,
+        scope: str | Iterable[str] | None = None,
+        presentation: Presentation | None = None,
+    ) -> Caller:
+        caller = self.verifier_for(token).verify(token, scope, presentation)
         if caller.issuer == self.client.issuer:
             # Only the STS's own tokens can be reported on (DESIGN §10).
             caller = dataclasses.replace(caller, reporter=self.reporter)
@@ -199,11 +207,23 @@ def _extension() -> ChainSts:
 
 
 def bearer_token() -> str:
-    """RFC 6750 §2.1: the token of an ``Authorization: Bearer`` header (nowhere else)."""
+    """RFC 6750 §2.1: the token of an ``Authorization: Bearer`` header, or of an
+    ``Authorization: DPoP`` one (RFC 9449 §7.1); nowhere else."""
+    return presented_token()[0]
+
+
+def presented_token() -> tuple[str, Presentation]:
+    """The token and how it was presented: its scheme, the request's one ``DPoP`` proof
+    (RFC 9449 §4.3 item 1: more than one is refused), method and URL."""
     scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    scheme = scheme.lower()
+    if scheme not in {"bearer", "dpop"} or not value.strip():
         raise MissingToken("no bearer token")
-    return value.strip()
+    proofs = request.headers.getlist("DPoP")
+    if len(proofs) > 1:
+        raise InvalidDpopProof("several DPoP headers")
+    proof = proofs[0] if proofs else None
+    return value.strip(), Presentation(scheme, proof, request.method, request.base_url)
 
 
 def _refusal(exc: TokenRejected) -> Response:
@@ -236,8 +256,8 @@ def _require(
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
             try:
-                token = bearer_token()
-                caller = extension().verify(token, scope)
+                token, presentation = presented_token()
+                caller = extension().verify(token, scope, presentation)
             except TokenRejected as exc:
                 log.info(
                     "token refused",

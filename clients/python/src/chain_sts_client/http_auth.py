@@ -4,7 +4,9 @@
 addressed to ``tool`` only, obtained from the STS by exchanging ``incoming`` (cached until
 shortly before it expires). The incoming token itself never leaves the service. If the next
 hop answers 401 ``invalid_token`` (say, the cached token was revoked), the cached token is
-dropped and the call is sent once more with a freshly exchanged one.
+dropped and the call is sent once more with a freshly exchanged one. A DPoP-bound token
+(RFC 9449) goes as ``Authorization: DPoP`` with a fresh proof of the client's key for this
+method and URL, carrying the token's hash (``ath``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
-from chain_sts_client.exchange import ExchangeClient
+from chain_sts_client.exchange import ExchangeClient, IssuedToken
 
 TokenSource = Callable[[], str]
 
@@ -42,18 +44,28 @@ class ExchangeAuth(AuthBase):
         self.resource = resource
         self.retry_on_invalid_token = retry_on_invalid_token
 
-    def _token(self, subject: str, use_cache: bool = True) -> str:
+    def _token(self, subject: str, use_cache: bool = True) -> IssuedToken:
         return self.client.exchange(
             subject,
             audience=self.audience,
             scope=self.scope,
             resource=self.resource,
             use_cache=use_cache,
-        ).access_token
+        )
+
+    def _authorize(self, r: requests.PreparedRequest, issued: IssuedToken) -> None:
+        key = self.client.dpop_key
+        if issued.bound and key is not None:
+            r.headers["Authorization"] = "DPoP " + issued.access_token
+            r.headers["DPoP"] = key.proof(
+                r.method or "GET", r.url or "", access_token=issued.access_token
+            )
+        else:
+            r.headers["Authorization"] = "Bearer " + issued.access_token
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         subject = self._subject()
-        r.headers["Authorization"] = "Bearer " + self._token(subject)
+        self._authorize(r, self._token(subject))
         if self.retry_on_invalid_token:
             r.hooks["response"].append(self._retry_hook(subject))
         return r
@@ -74,7 +86,7 @@ class ExchangeAuth(AuthBase):
             response.content  # noqa: B018 - read it so the connection can be reused
             response.close()
             again = response.request.copy()
-            again.headers["Authorization"] = "Bearer " + self._token(subject, use_cache=False)
+            self._authorize(again, self._token(subject, use_cache=False))
             # The copy still holds this hook: take it out so that we retry once only.
             again.hooks["response"] = [h for h in again.hooks["response"] if h is not retry]
             connection: requests.adapters.BaseAdapter = response.connection

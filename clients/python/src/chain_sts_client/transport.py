@@ -135,5 +135,7 @@ def _json_or_raise(response: HttpResponse, url: str) -> Any:
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        raise oauth_error(response.status, body, response.header("Retry-After"))
+        raise oauth_error(
+            response.status, body, response.header("Retry-After"), response.header("DPoP-Nonce")
+        )
     raise StsUnavailable(f"{_where(url)} answered HTTP {response.status}")

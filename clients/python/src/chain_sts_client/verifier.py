@@ -8,6 +8,9 @@
 * ``iss`` is the issuer, ``aud`` names this service, ``exp``/``nbf``/``iat`` are sane within
   the leeway;
 * its ``jti`` is not in the STS's revocation feed (when the verifier follows one);
+* a token bound to a key (``cnf.jkt``, RFC 9449) comes with the ``DPoP`` scheme and a valid
+  proof of that key for this request (:class:`~chain_sts_client.dpop.ProofChecker`); an
+  unbound one as a bearer token;
 * it carries every scope the endpoint requires (else ``insufficient_scope``, 403).
 
 The result is a :class:`Caller`: the original subject and the issuer it came from, the actors
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from chain_sts_client.algorithms import ASYMMETRIC_JWS_ALGORITHMS
+from chain_sts_client.dpop import Presentation, ProofChecker
 from chain_sts_client.errors import InsufficientScope, InvalidToken
 from chain_sts_client.jwks import JwksCache, KeySource
 from chain_sts_client.revocation_feed import RevocationFeed
@@ -38,6 +42,8 @@ ACCESS_TOKEN_TYP = ("at+jwt", "application/at+jwt")
 MAX_TOKEN_BYTES = 16384
 MAX_ACT_DEPTH = 32
 DEFAULT_LEEWAY = 30
+#: A token presented as ``Authorization: Bearer`` (RFC 6750), with no DPoP proof.
+BEARER = Presentation("bearer", None, "", "")
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,7 @@ class TokenVerifier:
         leeway: int = DEFAULT_LEEWAY,
         token_type: str | None = "at+jwt",  # noqa: S107
         required_claims: Iterable[str] = ("iss", "aud", "exp", "iat", "sub"),
+        proofs: ProofChecker | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -193,6 +200,7 @@ class TokenVerifier:
         self.leeway = leeway
         self.token_type = token_type
         self.required_claims = list(required_claims)
+        self.proofs = proofs or ProofChecker()
         if feed is not None and "jti" not in self.required_claims:
             self.required_claims.append("jti")
 
@@ -229,15 +237,23 @@ class TokenVerifier:
         if self.feed is not None:
             self.feed.stop()
 
-    def verify(self, token: str, scope: str | Iterable[str] | None = None) -> Caller:
+    def verify(
+        self,
+        token: str,
+        scope: str | Iterable[str] | None = None,
+        presentation: Presentation | None = None,
+    ) -> Caller:
         """The caller, if ``token`` is acceptable here and carries ``scope``; otherwise
-        :class:`~chain_sts_client.errors.InvalidToken` or
+        :class:`~chain_sts_client.errors.InvalidToken`,
+        :class:`~chain_sts_client.errors.InvalidDpopProof` or
         :class:`~chain_sts_client.errors.InsufficientScope` (or ``VerificationUnavailable`` when
-        keys or the feed cannot be read)."""
+        keys or the feed cannot be read). ``presentation`` is how the request carried the
+        token (without one: as a bearer token, so a DPoP-bound token is refused)."""
         claims = self._verified_claims(token)
         caller = self._caller(claims)
         if self.feed is not None and self.feed.is_revoked(str(caller.jti)):
             raise InvalidToken("token revoked")
+        self.proofs.check(token, claims, presentation or BEARER)
         missing = scope_set(scope) - caller.scopes
         if missing:
             raise InsufficientScope(frozenset(missing))
