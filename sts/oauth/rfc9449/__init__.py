@@ -79,13 +79,14 @@ def access_token_hash(token: str) -> str:
 
 
 def proof_header(headers: Mapping[str, str] | Any) -> str | None:
-    """The one ``DPoP`` header (§4.3 item 1: not more than one), or ``None``."""
+    """The one ``DPoP`` header (§4.3 item 1: not more than one), or ``None``. A gateway (and
+    WSGI) joins repeated headers with commas, which no compact JWS contains."""
     getlist = getattr(headers, "getlist", None)
     if getlist is not None:
         values = list(getlist("DPoP"))
     else:
         values = [v for k, v in dict(headers).items() if k.lower() == "dpop"]
-    if len(values) > 1:
+    if len(values) > 1 or any("," in v for v in values):
         raise InvalidDpopProof("several DPoP headers")
     return values[0] if values else None
 

@@ -2,7 +2,8 @@
 
 The distribution ``chain-sts-client``. Its core imports neither Flask nor ``requests``: a
 service needs only PyJWT and joserfc (``requests`` for :mod:`~chain_sts_client.http_auth`,
-Flask for the extra ``flask``). The STS itself takes the protocol values it shares with services from here.
+Flask for the extra ``flask``). The STS itself takes the protocol values it shares with
+services from here.
 
 * :class:`ExchangeClient` — token exchange (RFC 8693) and client credentials, with caching;
 * :class:`TokenVerifier` — verify an incoming token: keys, audience, scope, revocation feed;

@@ -220,7 +220,7 @@ def presented_token() -> tuple[str, Presentation]:
     if scheme not in {"bearer", "dpop"} or not value.strip():
         raise MissingToken("no bearer token")
     proofs = request.headers.getlist("DPoP")
-    if len(proofs) > 1:
+    if len(proofs) > 1 or any("," in p for p in proofs):  # WSGI joins repeated headers
         raise InvalidDpopProof("several DPoP headers")
     proof = proofs[0] if proofs else None
     return value.strip(), Presentation(scheme, proof, request.method, request.base_url)
