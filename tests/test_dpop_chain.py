@@ -15,7 +15,13 @@ import requests
 from chain_sts_client import InvalidRequest, StaticJwks, TokenVerifier
 from chain_sts_client.dpop import DpopKey, Presentation, ProofChecker
 from chain_sts_client.errors import TokenRejected
-from chain_sts_client.flask import ChainSts, current_caller, downstream_auth, require_token
+from chain_sts_client.flask import (
+    ChainSts,
+    current_caller,
+    downstream_auth,
+    incoming_token,
+    require_token,
+)
 from flask import Flask
 
 from sts.services import rules
@@ -59,8 +65,6 @@ class Hops:
         @app.post("/")
         @require_token(scope="orders:read")
         def handle() -> dict[str, Any]:
-            from chain_sts_client.flask import incoming_token
-
             self.received[name] = incoming_token()
             answer: dict[str, Any] = {"aud": current_caller().audience[0],
                                       "actors": list(current_caller().actors),
