@@ -575,9 +575,28 @@ def scenarios(
     introspect = q({"token": hop1})
     return [
         Scenario("one_hop_exchange_basic", "/token", [one_hop], basic("web", creds["web"])),
+        Scenario(
+            "one_hop_exchange_dpop",
+            "/token",
+            dpop_bodies(one_hop, now, count),
+            basic("web", creds["web"]),
+        ),
         Scenario("third_hop_actor_token_private_key_jwt", "/token", third, {}),
         Scenario("client_credentials", "/token", [cc], basic("web", creds["web"])),
         Scenario("introspection", "/introspect", [introspect], basic("agent", creds["agent"])),
+    ]
+
+
+def dpop_bodies(body: str, now: int, count: int) -> list[str]:
+    """``body`` with a one-time DPoP proof (RFC 9449) each, in the line's own header."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    head = {"typ": "dpop+jwt", "jwk": json.loads(ECAlgorithm.to_jwk(key.public_key()))}
+    claims = {"htm": "POST", "htu": ISSUER + "/token", "iat": now}
+    return [
+        body
+        + "\tDPoP: "
+        + jwt.encode({**claims, "jti": secrets.token_urlsafe(12)}, key, "ES256", headers=head)
+        for _ in range(count)
     ]
 
 
@@ -670,6 +689,7 @@ def main() -> None:
         "STS_LOG_LEVEL": "WARNING",
         # wrk replays bodies prepared up front: the client assertions must outlive the run.
         "STS_CLIENT_ASSERTION_MAX_LIFETIME": "3600",
+        "STS_DPOP_PROOF_WINDOW": "3600",
     }
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count()},

@@ -1,6 +1,7 @@
 -- POST form bodies read from the file named by BENCH_BODIES (one body per line), each used
 -- once per thread in turn (a body may carry a one-time client assertion), with the headers
--- named in BENCH_HEADERS ("Name: value" lines separated by "|").
+-- named in BENCH_HEADERS ("Name: value" lines separated by "|"). A line may end with a tab and
+-- one "Name: value" header of its own (a one-time DPoP proof).
 local bodies = {}
 local counter = 0
 local threads = {}
@@ -31,9 +32,15 @@ function init(args)
 end
 
 function request()
-  local body = bodies[(index % #bodies) + 1]
+  local line = bodies[(index % #bodies) + 1]
   index = index + step
-  return wrk.format(nil, nil, nil, body)
+  local body, own = string.match(line, "^([^\t]*)\t(.*)$")
+  if body == nil then return wrk.format(nil, nil, nil, line) end
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  local name, value = string.match(own, "^([^:]+):%s*(.*)$")
+  headers[name] = value
+  return wrk.format(nil, nil, headers, body)
 end
 
 statuses = {}
