@@ -150,6 +150,12 @@ class ClientStore(Protocol):
         """Record a client assertion ``jti`` (kept until ``expires_at``); ``False`` if it was
         seen before (a replay)."""
 
+    def nhi_by_sub(self, sub: str) -> Target | None:
+        """The NHI whose ``sub`` this is (a workload authenticating with its SPIFFE ID)."""
+
+    def trusted_issuer(self, issuer: str) -> IssuerConfig | None:
+        """A trusted issuer (a SPIFFE trust domain vouching for a workload's SVID)."""
+
 
 class DpopReplayStore(Protocol):
     """DPoP proofs seen (RFC 9449 §11.1), shared by every replica."""

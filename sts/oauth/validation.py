@@ -4,6 +4,8 @@ A token is judged by the issuer it claims: ``iss`` equal to this STS means it mu
 one of our still-published keys, be an ``at+jwt``, and have a live lineage row; a token that
 claims to be ours but fails any of that is refused, never retried as external. Any other
 ``iss`` must be a registered, active trusted issuer whose keys and algorithm allow-list apply.
+A SPIFFE JWT-SVID (a ``sub`` that is a workload's SPIFFE ID) is judged by its trust domain
+(:mod:`sts.oauth.spiffe`), whatever its ``iss``.
 Each token is parsed once (:mod:`sts.core.jws`) and its signature checked by PyJWT's algorithm for
 the one ``alg`` the key allows; the time claims are judged against the injected clock with the
 configured leeway.
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from jwt.exceptions import InvalidTokenError
 
-from sts.core import jws
+from sts.core import jws, spiffe
 from sts.core.chain import Actor, Chain, ChainError
 from sts.core.domain import MAX_LINEAGE
 from sts.core.errors import InvalidRequest
@@ -110,7 +112,12 @@ class TokenValidator:
             raise fail(f"algorithm {str(alg)[:16]!r} not allowed")
         if kid is not None and not isinstance(kid, str):
             raise fail("kid is not a string")
-        if not _identifier(iss):
+        domain = (
+            None if iss == self.settings.issuer else spiffe.trust_domain_of(unverified.get("sub"))
+        )
+        if domain is not None:
+            iss = domain  # a JWT-SVID: its trust domain vouches for it
+        elif not _identifier(iss):
             raise fail("no valid iss")
         if iss == self.settings.issuer:
             claims = self._verify_own(parsed, alg, kid, now, fail)
@@ -122,6 +129,9 @@ class TokenValidator:
             if config.status != "active":
                 raise fail("issuer revoked")
             claims = self._verify_external(parsed, alg, kid, config, fail)
+            svid_refusal = spiffe.check_svid(claims) if domain is not None else None
+            if svid_refusal is not None:
+                raise fail(svid_refusal)
         self._check_times(claims, now, fail)
         typ = str(header.get("typ", "")).lower()
         return self._build(claims, iss, config, store, now, fail, typ)
@@ -146,6 +156,8 @@ class TokenValidator:
         """The issuer's public JWK named by ``kid`` (or its only key when no ``kid``)."""
 
         def find(jwks: dict[str, Any]) -> dict[str, Any] | None:
+            if spiffe.is_trust_domain(config.issuer):
+                return spiffe.svid_key(jwks, kid)
             keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]
             if kid is None:
                 return keys[0] if len(keys) == 1 else None

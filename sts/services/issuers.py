@@ -1,11 +1,14 @@
 """Trusted issuers (DESIGN §3): the external issuers whose JWTs are accepted as subject
-tokens, with their keys, algorithms, audiences and how their scopes count."""
+tokens, with their keys, algorithms, audiences and how their scopes count. A SPIFFE trust
+domain is one too (DESIGN §12): ``spiffe://<trust-domain>`` with its JWT bundle as the JWKS
+(inline, from the bundle file, or its bundle endpoint as the ``jwks_uri``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from sts.core import spiffe
 from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
 from sts.services.admin import audit_admin_action
 from sts.services.errors import Conflict, Invalid, NotFound
@@ -39,6 +42,8 @@ def _issuer_spec(
     parts = split_uri(issuer)
     if len(issuer) > 2048 or parts is None or not parts.scheme:
         raise Invalid("issuer must be an absolute URI", "issuer")
+    if issuer.startswith(spiffe.SCHEME) and not spiffe.is_trust_domain(issuer):
+        raise Invalid("a SPIFFE trust domain is spiffe://<trust-domain>, without a path", "issuer")
     if (jwks is None) == (jwks_uri is None):
         raise Invalid("give exactly one of a JWKS or a JWKS URI", "jwks")
     if jwks is not None:

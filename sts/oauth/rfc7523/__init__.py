@@ -7,6 +7,13 @@ the key that verifies names the credential that signed. The claims are then held
 present, a ``jti`` refused if seen before (atomically, in the database), and a lifetime no
 longer than ``client_assertion_max_lifetime`` so a remembered ``jti`` never outlives minutes.
 Every failure becomes the same ``invalid_client`` answer; the precise reason goes to audit.
+
+A workload may instead present its SPIFFE JWT-SVID as the assertion (DESIGN §12): its ``sub``
+is a SPIFFE ID (and its ``iss``, if any, is not), it verifies with the JWT bundle of its trust
+domain (a trusted issuer ``spiffe://<trust-domain>``), carries ``exp`` and exactly one
+audience, this server, and authenticates the NHI whose ``sub`` is that SPIFFE ID. SVIDs carry
+no ``jti`` as a rule; one that does is remembered like any assertion's, and an SVID's lifetime
+is held to the same bound.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from jwt.exceptions import InvalidTokenError
 
-from sts.core import jws
+from sts.core import jws, spiffe
 from sts.core.domain import ASYMMETRIC_JWS_ALGORITHMS
 from sts.core.errors import InvalidClient, InvalidRequest
 from sts.core.jwks import JwksCache, JwksUnavailable
@@ -53,6 +60,13 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
+def _is_svid(claims: dict[str, Any]) -> bool:
+    """A JWT-SVID, not a client's own assertion: its ``sub`` is a workload's SPIFFE ID, which
+    it does not claim as its issuer (RFC 7523 assertions have ``iss`` = ``sub``)."""
+    sub = claims.get("sub")
+    return spiffe.trust_domain_of(sub) is not None and claims.get("iss") != sub
+
+
 class PrivateKeyJwt:
     """RFC 7523 §2.2: the client proves itself with a JWT signed by one of its keys."""
 
@@ -85,6 +99,8 @@ class PrivateKeyJwt:
         except InvalidTokenError:
             return Claimed(None, None)
         sub = parsed.claims.get("sub")
+        if _is_svid(parsed.claims):
+            return Claimed(None, parsed)  # the NHI is found by its SPIFFE ID once verified
         return Claimed(sub if isinstance(sub, str) else None, parsed)
 
     def verify(self, request: OAuthRequest, claimed: Claimed, store: ClientStore) -> Authenticated:
@@ -95,6 +111,8 @@ class PrivateKeyJwt:
         if alg not in ASYMMETRIC_JWS_ALGORITHMS:
             raise _refuse(f"algorithm {str(alg)[:16]!r} not allowed")
         claims = parsed.claims
+        if _is_svid(claims):
+            return self._verify_svid(request, parsed, str(alg), store)
         if claimed.client_id is None or claims.get("iss") != claimed.client_id:
             raise _refuse("Issuer and Subject MUST match.")
         client = store.client(claimed.client_id, request.now, request.source)
@@ -113,6 +131,64 @@ class PrivateKeyJwt:
         if not client.active:
             raise ClientDisabled
         return Authenticated(client, credential_id)
+
+    def _verify_svid(
+        self, request: OAuthRequest, parsed: ParsedJWS, alg: str, store: ClientStore
+    ) -> Authenticated:
+        """A JWT-SVID as the client assertion (DESIGN §12)."""
+        claims, now = parsed.claims, request.now
+        domain = spiffe.trust_domain_of(claims.get("sub"))
+        assert domain is not None
+        config = store.trusted_issuer(domain)
+        if config is None or config.status != "active":
+            raise _refuse("SVID from a trust domain that is not trusted")
+        if alg not in config.algorithms:
+            raise _refuse("SVID algorithm not allowed for this trust domain")
+        bundle = config.jwks
+        if bundle is None:
+            assert config.jwks_uri is not None
+            try:
+                bundle = self.jwks_cache.get(config.jwks_uri)
+            except JwksUnavailable as exc:
+                raise InvalidClient(f"trust domain bundle unavailable: {exc}") from None
+        kid = parsed.header.get("kid")
+        key = spiffe.svid_key(bundle, kid if isinstance(kid, str) else None)
+        if key is None:
+            raise _refuse("SVID kid not in the trust domain bundle")
+        try:
+            parsed.verify(jws.public_key(key, alg), alg)
+        except InvalidTokenError:
+            raise _refuse("SVID signature verification failed") from None
+        refusal = spiffe.check_svid(claims, self.audiences)
+        if refusal is not None:
+            raise _refuse(refusal)
+        exp, nbf = _numeric_date(claims, "exp"), _numeric_date(claims, "nbf")
+        assert exp is not None
+        if now >= exp + self.leeway:
+            raise _refuse("The SVID is expired.")
+        if nbf is not None and nbf > now + self.leeway:
+            raise _refuse("The SVID is not valid yet.")
+        if exp > now + self.max_lifetime + self.leeway:
+            raise _refuse(f"SVID lifetime longer than {self.max_lifetime} s")
+        nhi = store.nhi_by_sub(str(claims["sub"]))
+        if nhi is None:
+            raise InvalidClient("no NHI has this SPIFFE ID")
+        client = store.client(nhi.client_id, now, request.source)
+        if client is None:
+            raise InvalidClient("unknown client")
+        jti = claims.get("jti")
+        if jti is not None:
+            if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+                raise _refuse("SVID jti invalid")
+            keep_until = math.ceil(exp) + self.leeway
+            if not store.remember_assertion(client.client_id, jti, keep_until, now):
+                raise _refuse("JWT ID is used before.")
+        body_client_id = request.param("client_id")
+        if body_client_id is not None and body_client_id != client.client_id:
+            raise InvalidRequest("client_id differs from the client assertion")
+        if not client.active:
+            raise ClientDisabled
+        return Authenticated(client, None)
 
     def _keys(self, credential: CredentialView) -> list[dict[str, Any]]:
         if credential.jwks is not None:
