@@ -89,7 +89,11 @@ def schemas() -> dict[str, Schema]:
             {
                 "access_token": STR,
                 "issued_token_type": STR,
-                "token_type": enum(["Bearer"]),
+                "token_type": described(
+                    enum(["Bearer", "DPoP"]),
+                    "DPoP when the request carried a DPoP proof (RFC 9449 §5): the token is "
+                    "bound to its key (`cnf.jkt`).",
+                ),
                 "expires_in": INT,
                 "scope": STR,
             },
@@ -117,6 +121,11 @@ def schemas() -> dict[str, Schema]:
                     obj({"format": enum(["iss_sub"]), "iss": STR, "sub": STR}),
                     "RFC 9493: the trusted issuer the subject came from (absent when the "
                     "subject is an NHI of this STS).",
+                ),
+                "cnf": described(
+                    obj({"jkt": STR}),
+                    "RFC 9449 §6.2: the thumbprint of the key a DPoP-bound token is bound to "
+                    "(token_type is then DPoP).",
                 ),
                 "depth": INT,
             },
@@ -238,10 +247,13 @@ def paths() -> dict[str, Schema]:
                 "token",
                 "Token endpoint: client_credentials and token exchange",
                 response("TokenResponse", "Issued.", headers=NO_STORE),
-                "invalid_request, unauthorized_client, invalid_target, invalid_scope or "
-                "unsupported_grant_type.",
+                "invalid_request, unauthorized_client, invalid_target, invalid_scope, "
+                "unsupported_grant_type, invalid_dpop_proof or use_dpop_nonce (RFC 9449: "
+                "with a DPoP-Nonce header).",
                 description="RFC 6749 §3.2 and RFC 8693 §2. Clients authenticate with "
-                "HTTP Basic, client_secret_post or private_key_jwt (RFC 7523).",
+                "HTTP Basic, client_secret_post or private_key_jwt (RFC 7523; a workload "
+                "may present its SPIFFE JWT-SVID as the assertion). A `DPoP` header (RFC "
+                "9449) binds the issued token to the proof's key.",
                 requestBody=_form("TokenRequest"),
             )
         },
