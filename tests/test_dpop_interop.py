@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chain_sts_client import ClientSecret, ExchangeClient
+from chain_sts_client.dpop import DpopKey
 from chain_sts_client.flask import ChainSts, current_caller, require_token
 from flask import Flask
 
 from sts.core.settings import Settings
 from tests.conftest import IN_CI
+from tests.helpers import claims_of
 from tests.sdk_fixtures import (  # noqa: F401 - fixtures
     LoopbackServer,
     RecordingTransport,
@@ -104,3 +107,19 @@ def test_oauth4webapi_when_client_credentials_with_dpop_then_bound_token_works_a
     assert answer["status"] == 200, answer
     assert answer["body"]["sub"] == "node-client"
     assert set(answer["body"]["cnf"]) == {"jkt"}
+
+
+def test_sdk_client_when_the_sts_asks_for_nonces_then_it_retries_once_with_the_nonce(
+    chain, settings, make_nhi
+):
+    """The SDK's own DPoP client, against the same two STS configurations."""
+    me = make_nhi("sdk-client", scope="orders:read")
+    transport = RecordingTransport()
+    client = ExchangeClient(chain.issuer, ClientSecret("sdk-client", me.secret),
+                            transport=transport, dpop=DpopKey())
+    issued = client.client_credentials(audience="tool", scope="orders:read")
+    assert issued.bound
+    assert claims_of(issued.access_token)["cnf"] == {"jkt": client.dpop_key.jkt}
+    posts = [c for c in transport.calls if c.path == "/token"]
+    assert len(posts) == (2 if settings.dpop_require_nonce else 1)
+    assert all("DPoP" in c.headers for c in posts)
