@@ -86,7 +86,7 @@ class ChainAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         )
         self.validator = TokenValidator(settings, keys, jwks_cache)
         nonces = (
-            DpopNonces(hasher.derive("dpop-nonce"), settings.dpop_nonce_seconds)
+            DpopNonces(hasher.derive("dpop-nonce"), settings.dpop_nonce_seconds, settings.leeway)
             if settings.dpop_require_nonce
             else None
         )

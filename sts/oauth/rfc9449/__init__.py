@@ -92,11 +92,13 @@ def proof_header(headers: Mapping[str, str] | Any) -> str | None:
 
 
 class DpopNonces:
-    """§8: server nonces, ``<time>.<HMAC>``; good for ``lifetime`` seconds on every replica."""
+    """§8: server nonces, ``<time>.<HMAC>``; good for ``lifetime`` seconds on every replica,
+    one whose clock runs up to ``skew`` seconds ahead included."""
 
-    def __init__(self, key: bytes, lifetime: int) -> None:
+    def __init__(self, key: bytes, lifetime: int, skew: int = 0) -> None:
         self._key = key
         self.lifetime = lifetime
+        self.skew = skew
 
     def _mac(self, stamp: str) -> str:
         mac = hmac.new(self._key, stamp.encode("ascii"), hashlib.sha256).digest()[:18]
@@ -114,7 +116,7 @@ class DpopNonces:
             return False
         if not hmac.compare_digest(mac, self._mac(stamp)):
             return False
-        return 0 <= now - int(stamp) <= self.lifetime
+        return -self.skew <= now - int(stamp) <= self.lifetime
 
 
 def _refuse(reason: str) -> InvalidDpopProof:
