@@ -1,7 +1,7 @@
 """dpop proofs and rules requiring dpop
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05 01:40:00
 
 DESIGN §12: the ``jti`` of every accepted DPoP proof is remembered per key while its ``iat``
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
