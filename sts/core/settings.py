@@ -123,6 +123,17 @@ class Settings:
     #: How long a DPoP nonce stays good, seconds (nonces are stateless: every replica
     #: checks them with the same key).
     dpop_nonce_seconds: int = 300
+    #: SSF push endpoints must be https; this lets a development STS push over plain http to
+    #: a loopback address (refused in production).
+    ssf_allow_http_loopback: bool = False
+    #: Timeout of one SSF push (and of the reachability check at stream creation), seconds.
+    ssf_push_timeout: float = 5.0
+    #: Longest wait between two attempts to push to a receiver that fails, seconds (the wait
+    #: doubles from 1 s up to this).
+    ssf_retry_max_seconds: int = 300
+    #: Most revoked tokens of one chain named by one SET (an ``aliases`` subject); 1 makes one
+    #: SET per token.
+    ssf_set_max_tokens: int = 500
 
     @property
     def is_production(self) -> bool:
@@ -176,6 +187,7 @@ class Settings:
             "client_assertion_max_lifetime",
             "dpop_proof_window",
             "dpop_nonce_seconds",
+            "ssf_retry_max_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"STS_{name.upper()} must be a positive integer")
@@ -206,6 +218,12 @@ class Settings:
             ) from None
         if self.demo_registry and self.is_production:
             raise SettingsError("STS_DEMO_REGISTRY is for development only")
+        if self.ssf_allow_http_loopback and self.is_production:
+            raise SettingsError("STS_SSF_ALLOW_HTTP_LOOPBACK is for development only")
+        if not 0 < self.ssf_push_timeout <= 60:
+            raise SettingsError("STS_SSF_PUSH_TIMEOUT must be between 0 and 60 seconds")
+        if not 1 <= self.ssf_set_max_tokens <= 1000:
+            raise SettingsError("STS_SSF_SET_MAX_TOKENS must be between 1 and 1000")
         return self
 
     def _validate_key_stage(self) -> None:

@@ -282,3 +282,75 @@ class DpopProofJti(Base):
     jkt: Mapped[str] = mapped_column(String(64), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class SsfStream(Base):
+    """An SSF event stream (DESIGN §11): a receiver NHI (its ``owner``) and how it gets events.
+
+    The delivery columns (``lease_until``, ``next_attempt_at``, ``attempts``, ``last_error``)
+    belong to the push worker: one worker at a time holds a stream's lease, and a failed push
+    holds the whole stream back (events reach a receiver in order) until ``next_attempt_at``.
+    """
+
+    __tablename__ = "ssf_stream"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    owner: Mapped[str] = mapped_column(Name, index=True)
+    method: Mapped[str] = mapped_column(String(32))
+    endpoint_url: Mapped[str | None] = mapped_column(Uri, nullable=True)
+    #: Sent as the ``Authorization`` header of each push (RFC 8935 §2); never shown or logged.
+    authorization_header: Mapped[str | None] = mapped_column(Text, nullable=True)
+    events_requested: Mapped[list[Any]] = mapped_column(default=list)
+    #: ``session-revoked`` is among the events delivered: revocations are written for it.
+    revocations: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="enabled")  # enabled|paused|disabled
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    #: Granted by an administrator: events about every token, not only those addressed to the
+    #: owner or to the NHIs it owns.
+    all_subjects: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    lease_until: Mapped[int] = mapped_column(BigInteger, default=0)
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_verification_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: When the receiver last took an event (a 2xx push, an acknowledged poll).
+    last_delivery_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SsfOutbox(Base):
+    """A revocation a stream must hear of, written in the revocation's own transaction: one
+    row per stream and revocation, whatever the number of tokens. The delivery side turns it
+    into signed SETs (:class:`SsfEvent`) and deletes it, in one transaction."""
+
+    __tablename__ = "ssf_outbox"
+    __table_args__ = (Index(None, "stream_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    stream_id: Mapped[str] = mapped_column(ForeignKey("ssf_stream.id"))
+    revocation_id: Mapped[int] = mapped_column(Integer)
+    #: CAEP ``initiating_entity``: ``admin`` or ``user`` (a client revoking its own token).
+    initiator: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SsfEvent(Base):
+    """A signed SET waiting for its receiver: pushed in ``id`` order, or returned by a poll
+    until acknowledged. Deleted once delivered; ``jti`` is the same if it is built again."""
+
+    __tablename__ = "ssf_event"
+    __table_args__ = (Index(None, "stream_id", "id"), Index(None, "stream_id", "jti", unique=True))
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    stream_id: Mapped[str] = mapped_column(ForeignKey("ssf_stream.id"))
+    jti: Mapped[str] = mapped_column(Id)
+    set_jwt: Mapped[str] = mapped_column(Text)
+    #: When what it reports happened (the revocation's time): delivery lag runs from here.
+    created_at: Mapped[int] = mapped_column(BigInteger)

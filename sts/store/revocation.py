@@ -43,6 +43,7 @@ from sts.store.models import (
     Revocation,
     TrustedIssuer,
 )
+from sts.store.ssf import enqueue
 
 __all__ = ["KINDS", "Result", "RevocationRecord", "UnknownTarget", "cascade", "revoke"]
 
@@ -206,12 +207,14 @@ def cascade(
     reason: str = "",
     dry_run: bool = False,
     contain: bool = False,
+    initiator: str = "admin",
 ) -> Result:
     """Revoke ``target`` of ``kind`` and everything derived from it, recording ``by`` as who
     did it; with ``dry_run``, only report the blast radius and change nothing. With
     ``contain`` (an NHI or a rule being disabled) the same tokens die, the revocation's
-    reason says it was a disable, and a disabled NHI keeps its credentials. Raises
-    :class:`UnknownTarget` when there is no such thing."""
+    reason says it was a disable, and a disabled NHI keeps its credentials. ``initiator`` is
+    who caused it as SSF events say it (``admin``, or ``user`` for a client revoking its own
+    token). Raises :class:`UnknownTarget` when there is no such thing."""
     if contain and kind not in ("nhi", "rule"):
         raise ValueError(f"only an NHI or a rule is disabled, not a {kind}")
     start = seeds(conn, kind, target)
@@ -243,6 +246,9 @@ def cascade(
         .returning(Revocation.id)
     ).scalar_one()
     marked = _mark(conn, start, now, revocation_id, locked)
+    if marked:
+        # The SSF outbox (DESIGN §11), in this transaction: one statement, any blast radius.
+        enqueue(conn, revocation_id, initiator, now)
     jtis = sorted(r.jti for r in marked)
     return Result(
         kind, target, False, len(marked), len({r.txn for r in marked}), jtis[:LISTED], revocation_id

@@ -354,7 +354,8 @@ class SqlStore:
     def revoke_token(self, jti: str, now: int, by: str, reason: str) -> int:
         """The cascade alone: ``by`` is the client itself, whose own event the protocol
         writes (DESIGN §8), never an administrator's."""
-        return cascade(self.conn, "token", jti, now=now, by=by, reason=reason).tokens
+        result = cascade(self.conn, "token", jti, now=now, by=by, reason=reason, initiator="user")
+        return result.tokens
 
     def revoked_since(
         self, cursor: tuple[int, str], alive_at: int, limit: int

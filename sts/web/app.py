@@ -35,6 +35,7 @@ from sts.store.sql import SqlStore
 from sts.web.console import init_app as init_console
 from sts.web.forms import FormEndpoints, failure, request_id, run_in_transaction
 from sts.web.source import request_source
+from sts.web.ssf import init_app as init_ssf
 
 
 def runtime() -> Runtime:
@@ -197,4 +198,5 @@ def create_app(
     app.register_error_handler(Exception, _handle_exception)
     init_admin_api(app)
     init_console(app, rt)
+    init_ssf(app)
     return app

@@ -41,6 +41,7 @@ from chain_sts_client.exchange import ExchangeClient, IssuedToken
 from chain_sts_client.jwks import JwksCache, StaticJwks
 from chain_sts_client.reports import AccessReporter
 from chain_sts_client.revocation_feed import RevocationFeed
+from chain_sts_client.ssf import SsfReceiver
 from chain_sts_client.transport import HttpResponse, Transport, UrllibTransport
 from chain_sts_client.verifier import Caller, TokenVerifier
 
@@ -65,6 +66,7 @@ __all__ = [
     "RevocationFeed",
     "ServerError",
     "ServerMetadata",
+    "SsfReceiver",
     "StaticJwks",
     "StsClientError",
     "StsUnavailable",

@@ -47,6 +47,7 @@ from chain_sts_client.errors import (
 from chain_sts_client.exchange import ExchangeClient
 from chain_sts_client.http_auth import ExchangeAuth
 from chain_sts_client.reports import DEFAULT_QUEUE, AccessReporter
+from chain_sts_client.ssf import SsfReceiver
 from chain_sts_client.verifier import MAX_TOKEN_BYTES, Caller, TokenVerifier
 
 __all__ = ["ChainSts", "current_caller", "downstream_auth", "require_token"]
@@ -92,6 +93,9 @@ class ChainSts:
         poll_interval: float = 5.0,
         max_staleness: float = 60.0,
         report_queue: int = DEFAULT_QUEUE,
+        ssf: str | None = None,
+        ssf_push_url: str | None = None,
+        ssf_push_path: str = "/ssf/events",
     ) -> None:
         if client is None:
             if credential is None and client_id is not None and client_secret is not None:
@@ -107,6 +111,13 @@ class ChainSts:
         self.poll_interval = poll_interval
         self.max_staleness = max_staleness
         self.report_queue = report_queue
+        #: Revocations from an SSF stream (``"poll"``, or ``"push"`` to ``ssf_push_url``,
+        #: served at ``ssf_push_path``) instead of the cursor feed.
+        self.ssf = ssf
+        self.ssf_push_url = ssf_push_url
+        self.ssf_push_path = ssf_push_path
+        if ssf not in (None, "poll", "push") or (ssf == "push" and not ssf_push_url):
+            raise ValueError('ssf is "poll", or "push" with ssf_push_url')
         self._sts_verifier: TokenVerifier | None = None
         self._reporter: AccessReporter | None = None
         self._lock = threading.Lock()
@@ -115,6 +126,28 @@ class ChainSts:
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
+        if self.ssf == "push":
+            app.add_url_rule(
+                self.ssf_push_path, "chain_sts_ssf_push", self._ssf_push, methods=["POST", "HEAD"]
+            )
+
+    def _ssf_push(self) -> Response:
+        """RFC 8935 §2: take one SET pushed by the STS (202), or say why not (400/401)."""
+        if request.method == "HEAD":
+            return Response(status=200)
+        try:
+            source = self.sts_verifier.feed
+        except TokenRejected:
+            return Response(status=503)
+        if not isinstance(source, SsfReceiver):
+            return Response(status=404)
+        status, error = source.receive_push(
+            request.get_data(cache=False),
+            request.headers.get("Content-Type"),
+            request.headers.get("Authorization"),
+        )
+        body = json.dumps(error) if error else ""
+        return Response(body, status=status, mimetype="application/json")
 
     # -- verification ----------------------------------------------------------------------
     @property
@@ -128,6 +161,8 @@ class ChainSts:
                         follow_feed=self.follow_feed,
                         poll_interval=self.poll_interval,
                         max_staleness=self.max_staleness,
+                        ssf=self.ssf,
+                        ssf_push_url=self.ssf_push_url,
                     )
                 except StsClientError as exc:
                     # The STS is not reachable yet: refuse with 503 and try again next time.

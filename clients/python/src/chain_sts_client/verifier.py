@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jwt
 
@@ -171,12 +171,25 @@ _DECODE_ERRORS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
+class RevocationSource(Protocol):
+    """What a verifier asks about revocations: the cursor feed
+    (:class:`~chain_sts_client.revocation_feed.RevocationFeed`) or an SSF stream
+    (:class:`~chain_sts_client.ssf.SsfReceiver`)."""
+
+    def is_revoked(self, jti: str) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
 class TokenVerifier:
     """Verify tokens of one issuer addressed to one audience (this service).
 
     ``keys``: a :class:`~chain_sts_client.jwks.JwksCache` (or a static key set). ``feed``: the
-    STS's revocation feed, or ``None`` for an issuer that has none. ``token_type``: the
-    required header ``typ`` (``None`` accepts any, for an identity provider's ID-style JWTs).
+    STS's revocation feed or an SSF stream of it, or ``None`` for an issuer that has none.
+    ``token_type``: the required header ``typ`` (``None`` accepts any, for an identity
+    provider's ID-style JWTs).
     """
 
     def __init__(
@@ -185,7 +198,7 @@ class TokenVerifier:
         audience: str,
         keys: KeySource,
         *,
-        feed: RevocationFeed | None = None,
+        feed: RevocationSource | None = None,
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         leeway: int = DEFAULT_LEEWAY,
         token_type: str | None = "at+jwt",  # noqa: S107
@@ -214,19 +227,34 @@ class TokenVerifier:
         poll_interval: float = 5.0,
         max_staleness: float = 60.0,
         leeway: int = DEFAULT_LEEWAY,
+        ssf: str | None = None,
+        ssf_push_url: str | None = None,
     ) -> TokenVerifier:
         """A verifier for tokens the STS of ``client`` issued to ``audience`` (default: the
         client itself), with its JWKS and, if ``follow_feed``, its revocation feed read as
-        ``client``. Call :meth:`start` to poll the feed in the background."""
+        ``client``. Call :meth:`start` to poll the feed in the background.
+
+        With ``ssf`` (``"poll"``, or ``"push"`` to ``ssf_push_url``) revocations come from an
+        SSF stream registered for ``client`` (which needs the scope ``ssf:manage``) instead of
+        the cursor feed."""
         metadata = client.metadata
         keys = JwksCache(metadata.jwks_uri, client.transport)
-        feed = (
-            RevocationFeed.for_client(
+        feed: RevocationSource | None = None
+        if follow_feed and ssf is not None:
+            from chain_sts_client.ssf import POLL, PUSH, SsfReceiver
+
+            feed = SsfReceiver.for_client(
+                client,
+                method={"poll": POLL, "push": PUSH}[ssf],
+                push_url=ssf_push_url,
+                audience=audience,
+                poll_interval=poll_interval,
+                max_staleness=max_staleness,
+            )
+        elif follow_feed:
+            feed = RevocationFeed.for_client(
                 client, poll_interval=poll_interval, max_staleness=max_staleness
             )
-            if follow_feed
-            else None
-        )
         return cls(metadata.issuer, audience or client.client_id, keys, feed=feed, leeway=leeway)
 
     def start(self) -> None:
