@@ -38,6 +38,7 @@ def verify_set(set_jwt: str, jwks: dict[str, Any], audience: str) -> dict[str, A
         algorithms=[header["alg"]],
         audience=audience,
         issuer=ISSUER,
+        leeway=600,  # the tests' frozen clocks run ahead of the receiver's
         options={"require": ["iss", "iat", "jti", "aud", "events"]},
     )
     assert "exp" not in claims  # RFC 8417 §2.2: a SET does not expire like an access token
@@ -62,6 +63,8 @@ class SpecReceiver:
     def __init__(self, secret: str = "receiver-secret") -> None:  # noqa: S107
         self.secret = secret
         self.down = False
+        #: Answer every SET with RFC 8935 §2.4 ``invalid_key`` (a SET it can never use).
+        self.refuse = False
         self.received: list[str] = []
         self.lock = threading.Lock()
 
@@ -74,6 +77,9 @@ class SpecReceiver:
         if request.headers.get("Authorization") != f"Bearer {self.secret}":
             body = json.dumps({"err": "authentication_failed", "description": "who are you"})
             return Response(body, 401, mimetype="application/json")(environ, start_response)
+        if self.refuse:
+            body = json.dumps({"err": "invalid_key", "description": "unknown key"})
+            return Response(body, 400, mimetype="application/json")(environ, start_response)
         if request.mimetype != "application/secevent+jwt":
             body = json.dumps({"err": "invalid_request", "description": "not a SET"})
             return Response(body, 400, mimetype="application/json")(environ, start_response)
