@@ -5,14 +5,17 @@ worker that dies mid-push loses nothing, and what it sends twice carries the sam
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from sts.cli import main
 from sts.core.settings import Settings
 from sts.services import ssf as ssf_service
 from sts.store import ssf as ssf_store
@@ -215,3 +218,47 @@ def test_push_when_two_workers_then_each_stream_pushed_by_one(
     second = worker(world).run_once()
     assert first is not None and second.streams == 1  # the other stream only
     assert len(app.received) == 1
+
+
+def test_cli_when_backlog_then_listed_and_deliver_once_pushes_it(
+    world: SsfWorld,
+    receiver: tuple[SpecReceiver, LoopbackServer],
+    settings: Settings,
+) -> None:
+    app, server = receiver
+    stream = push_stream(world, server.url + "/events")
+    sid = stream["stream_id"]
+    chain = world.chain()
+    revoke(world, "token", chain[0])
+    env = {
+        "STS_DATABASE_URL": settings.database_url,
+        "STS_KEYS_DIR": str(settings.keys_dir),
+        "STS_ISSUER": settings.issuer,
+        "STS_SSF_ALLOW_HTTP_LOOPBACK": "true",
+    }
+
+    def sts(*args: str, code: int = 0) -> Any:
+        result = CliRunner().invoke(main, list(args), env=env)
+        assert result.exit_code == code, result.output
+        return result
+
+    (listed,) = json.loads(sts("ssf", "list", "--json").stdout)
+    assert {k: listed[k] for k in ("stream_id", "owner", "method", "outbox", "pending")} == {
+        "stream_id": sid,
+        "owner": "data",
+        "method": PUSH,
+        "outbox": 1,
+        "pending": 0,
+    }
+    assert listed["lag"] >= 0
+    assert json.loads(sts("ssf", "pending", sid, "--json").stdout)["events"] == []
+    assert json.loads(sts("ssf", "deliver", "--once", "--json").stdout) == {
+        "streams": 1,
+        "delivered": 1,
+        "failed": [],
+    }
+    assert jtis_in(world, app.received) == [chain[2]]
+    (after,) = json.loads(sts("ssf", "list", "--json").stdout)
+    assert (after["outbox"], after["pending"], after["lag"], after["delivered"]) == (0, 0, 0, 1)
+    missing = sts("ssf", "pending", "nope", code=2)
+    assert missing.stderr == "error (not_found): no stream 'nope'\n"

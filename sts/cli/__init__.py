@@ -17,6 +17,7 @@ from sts.cli.delegation import chain, rule
 from sts.cli.incident import audit, gc, revoke
 from sts.cli.policy import policy_group
 from sts.cli.registry import issuer, nhi
+from sts.cli.ssf import ssf
 from sts.cli.support import (
     StsGroup,
     emit,
@@ -180,7 +181,7 @@ def serve(host: str, port: int, demo: bool, dev_server: bool) -> None:
 
 
 # Command groups that live in their own modules.
-for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, policy_group, token_group):
+for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, policy_group, token_group, ssf):
     main.add_command(group)
 
 from sts_demo.run import demo  # noqa: E402

@@ -438,3 +438,40 @@ class PushWorker:
             )
             return ""
         return f"HTTP {answer.status_code}"
+
+
+# -- what operators look at ------------------------------------------------------------------
+def overview(conn: Connection, now: int, stream_id: str | None = None) -> list[dict[str, Any]]:
+    """Every stream (or one) with its backlog: revocations not yet made SETs (``outbox``),
+    SETs not yet taken (``pending``), and ``lag``, the age of the oldest, seconds."""
+    found = store.stats(conn, stream_id)
+    if stream_id is not None and not found:
+        raise NotFound(f"no stream {stream_id!r}", what="stream")
+    return [
+        {
+            "stream_id": s.stream.id,
+            "owner": s.stream.owner,
+            "method": s.stream.method,
+            "endpoint_url": s.stream.endpoint_url,
+            "status": s.stream.status,
+            "all_subjects": s.stream.all_subjects,
+            "outbox": s.outbox,
+            "pending": s.pending,
+            "lag": 0 if s.oldest is None else max(0, now - s.oldest),
+            "delivered": s.stream.delivered,
+            "last_delivery_at": s.stream.last_delivery_at,
+            "attempts": s.stream.attempts,
+            "next_attempt_at": s.stream.next_attempt_at or None,
+            "last_error": s.stream.last_error,
+        }
+        for s in found
+    ]
+
+
+def pending_events(conn: Connection, stream_id: str, limit: int) -> list[dict[str, Any]]:
+    """The SETs waiting for a stream, oldest first (their ``jti`` and time, never the SET)."""
+    if store.get_stream(conn, stream_id) is None:
+        raise NotFound(f"no stream {stream_id!r}", what="stream")
+    return [
+        {"jti": p.jti, "created_at": p.created_at} for p in store.pending(conn, stream_id, limit)
+    ]
