@@ -121,6 +121,10 @@ class Contract:
         status = str(resp.status_code)
         assert status in responses or "default" in responses, (template, method, status)
         documented = responses.get(status, responses.get("default"))
+        if "content" not in documented:  # 204
+            assert not resp.data, (template, method, status)
+            self.seen.add((template, method, status))
+            return None
         media = documented["content"]["application/json"]
         assert resp.mimetype == "application/json"
         raw = media["schema"]
@@ -331,6 +335,46 @@ def test_openapi_document_when_every_operation_called_then_responses_match(
     contract.check(A + "/nhis", "get", client.get(A + "/nhis"))
     auditor = Api(client, token_for(client, ops, scope="sts:audit"))
     contract.check(A + "/nhis", "post", auditor.post("/nhis", {"name": "x", "kind": "service"}))
+
+    # SSF: stream management, status, verification, poll
+    contract.check(
+        "/.well-known/ssf-configuration", "get", client.get("/.well-known/ssf-configuration")
+    )
+    rs = admin("post", "/nhis", "/nhis", {"name": "rs", "kind": "service", "scope": "ssf:manage"})
+    ssf = {
+        "Authorization": f"Bearer {token_for(client, Registered('rs', rs['client_secret'], 'rs'))}"
+    }
+
+    def stream(method: str, path: str, template: str, body: Any = None) -> Any:
+        resp = client.open(path, method=method.upper(), headers=ssf, json=body)
+        return contract.check(template, method, resp)
+
+    poll = {"delivery": {"method": "urn:ietf:rfc:8936"}}
+    sid = stream("post", "/ssf/stream", "/ssf/stream", poll)["stream_id"]
+    stream("post", "/ssf/stream", "/ssf/stream", {"delivery": {}})
+    contract.check("/ssf/stream", "post", client.post("/ssf/stream", json=poll))
+    stream("get", f"/ssf/stream?stream_id={sid}", "/ssf/stream")
+    stream("get", "/ssf/stream", "/ssf/stream")
+    stream("get", "/ssf/stream?stream_id=none", "/ssf/stream")
+    stream("patch", "/ssf/stream", "/ssf/stream", {"stream_id": sid, "description": "d"})
+    stream("put", "/ssf/stream", "/ssf/stream", {"stream_id": sid, **poll})
+    stream("get", f"/ssf/status?stream_id={sid}", "/ssf/status")
+    stream("post", "/ssf/status", "/ssf/status", {"stream_id": sid, "status": "enabled"})
+    stream("post", "/ssf/verify", "/ssf/verify", {"stream_id": sid, "state": "s"})
+    stream("post", "/ssf/verify", "/ssf/verify", {"stream_id": sid, "state": "s"})
+    stream("post", f"/ssf/poll/{sid}", "/ssf/poll/{stream_id}", {"maxEvents": 5})
+    stream("post", f"/ssf/poll/{sid}", "/ssf/poll/{stream_id}", {"maxEvents": -1})
+    stream("delete", f"/ssf/stream?stream_id={sid}", "/ssf/stream")
+    contract.check(
+        "/ssf/stream",
+        "post",
+        client.post("/ssf/stream", data="x", headers={**ssf, "Content-Type": "text/plain"}),
+    )
+    contract.check(
+        "/ssf/stream",
+        "post",
+        client.post("/ssf/stream", json=poll, headers={"Authorization": f"Bearer {token}"}),
+    )
 
     documented = {(p, m) for p, item in doc["paths"].items() for m in item}
     assert {(p, m) for p, m, _ in contract.seen} == documented

@@ -6,9 +6,9 @@ behaviour cannot drift apart. Served at :data:`OPENAPI_PATH`.
 
 One module per resource holds its schemas and its operations (:mod:`.nhis`,
 :mod:`.credentials`, :mod:`.issuers`, :mod:`.rules`, :mod:`.revocations`, :mod:`.chains`,
-:mod:`.audit`, :mod:`.authzen` for the policy decision point, and :mod:`.oauth` for
-everything else outside the admin API); :mod:`.common` what
-they share. This module puts them together.
+:mod:`.audit`, :mod:`.authzen` for the policy decision point, and :mod:`.oauth` and
+:mod:`.ssf` for everything else outside the admin API); :mod:`.common` what they share. This
+module puts them together.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sts.admin_api.openapi import (
     oauth,
     revocations,
     rules,
+    ssf,
 )
 from sts.admin_api.openapi.common import (
     ADMIN,
@@ -71,7 +72,7 @@ RESOURCES = (nhis, credentials, issuers, rules, revocations, chains, audit)
 def schemas() -> dict[str, Any]:
     """The component schemas (shared: never change the result)."""
     merged = common.schemas()
-    for part in (*RESOURCES, oauth, authzen):
+    for part in (*RESOURCES, oauth, authzen, ssf):
         merged.update(part.schemas())
     return merged
 
@@ -106,6 +107,12 @@ def _security_schemes(base: str) -> dict[str, Any]:
             "scheme": "bearer",
             "description": "A client_credentials token of the polling client.",
         },
+        "ssfToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A client_credentials token of the receiver NHI for itself, with "
+            "the scope ssf:manage.",
+        },
     }
 
 
@@ -121,8 +128,8 @@ def _document(issuer: str) -> dict[str, Any]:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": base}],
-        "tags": [tag for part in (oauth, authzen, *RESOURCES) for tag in part.TAGS],
-        "paths": {**oauth.paths(), **authzen.paths(), **admin_paths()},
+        "tags": [tag for part in (oauth, authzen, *RESOURCES, ssf) for tag in part.TAGS],
+        "paths": {**oauth.paths(), **authzen.paths(), **admin_paths(), **ssf.paths()},
         "components": {"schemas": schemas(), "securitySchemes": _security_schemes(base)},
     }
 
