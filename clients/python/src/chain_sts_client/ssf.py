@@ -49,6 +49,8 @@ PUSH = "urn:ietf:rfc:8935"
 POLL = "urn:ietf:rfc:8936"
 SET_TYP = "secevent+jwt"
 SCOPE = "ssf:manage"
+#: Clock skew tolerated on a SET's ``iat``, seconds.
+SET_LEEWAY = 60
 #: SETs asked for in one poll, and polls in one round at most.
 MAX_EVENTS = 500
 MAX_ROUNDS = 100
@@ -157,7 +159,7 @@ class SsfReceiver:
             body=body,
         )
         config = _json_answer(answer, "stream creation", (201,))
-        return cls(
+        receiver = cls(
             issuer,
             audience or client.client_id,
             JwksCache(client.metadata.jwks_uri, client.transport),
@@ -170,6 +172,9 @@ class SsfReceiver:
             max_staleness=max_staleness,
             on_unauthorized=client.forget_own_token,
         )
+        # Nothing can have been missed on a stream just created.
+        receiver._last_success = receiver.clock()
+        return receiver
 
     # -- reading -----------------------------------------------------------------------------
     def is_revoked(self, jti: str) -> bool:
@@ -216,6 +221,7 @@ class SsfReceiver:
                 algorithms=[str(alg)],
                 audience=self.audience,
                 issuer=self.issuer,
+                leeway=SET_LEEWAY,
                 options={"require": ["iss", "jti", "iat", "aud", "events"], "verify_exp": False},
             )
         except jwt.InvalidAudienceError:
