@@ -25,7 +25,7 @@ from sts.admin_api.openapi.common import (
 
 TAGS = [{"name": "ssf", "description": "Revocations pushed as Shared Signals events."}]
 STREAM_ID = r"^[A-Za-z0-9_-]{1,64}$"
-SECURITY = [{"ssfToken": []}]
+SECURITY: list[dict[str, list[str]]] = [{"ssfToken": []}]
 NO_CONTENT = {"description": "Done."}
 METHODS = ["urn:ietf:rfc:8935", "urn:ietf:rfc:8936"]
 
