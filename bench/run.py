@@ -657,7 +657,15 @@ def main() -> None:
         action="store_true",
         help="also seed 1M NHIs, 100k rules, 10M lineage rows and re-measure",
     )
+    parser.add_argument(
+        "--ssf-lag", action="store_true", help="only measure SSF delivery lag (bench/ssf_lag.py)"
+    )
     args = parser.parse_args()
+    if args.ssf_lag:
+        from bench.ssf_lag import measure
+
+        print(json.dumps({"ssf_lag": measure(args.pg)}, indent=2))
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
 
