@@ -4,19 +4,22 @@ and what each receiver sees, checked by a receiver written against the specifica
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from sts.core.settings import Settings
-from sts.services import nhis
+from sts.services import nhis, rules
 from sts.services import revocation as revocation_service
 from sts.services import ssf as ssf_service
 from sts.store.admin import admin_store
 from sts.store.models import SsfEvent, SsfOutbox, SsfStream
+from sts.store.revocation import void_expired_rules
 from tests.conftest import ISSUER
-from tests.helpers import FORM, basic
+from tests.exchange_fixtures import exchange
+from tests.helpers import FORM, basic, claims_of
 from tests.sdk_fixtures import serve
 from tests.ssf_fixtures import (
     POLL,
@@ -437,3 +440,35 @@ def test_poll_when_malformed_then_400(world: SsfWorld, body: Any, field: str, me
     stream = world.create("data", {"delivery": {"method": POLL}})
     resp = world.call("data", "POST", f"/ssf/poll/{stream['stream_id']}", body)
     assert (resp.status_code, resp.get_json()) == (400, invalid(field, message))
+
+
+def test_rule_expiry_when_swept_then_voided_tokens_become_events_once(world: SsfWorld) -> None:
+    stream = world.create("ops", {"delivery": {"method": POLL}})
+    expires = datetime.fromtimestamp(world.clock.now() + 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with admin_store(world.runtime.engine) as store:
+        rules.create_rule(
+            store,
+            actor="agent",
+            targets=["ops"],
+            scope="orders:read",
+            expires=expires,
+            now=world.clock.now(),
+            admin="t",
+        )
+    chain = world.chain()
+    resp = exchange(world.client, world.nhis["agent"], world.tokens[chain[1]], audience="ops")
+    to_ops = claims_of(resp.get_json()["access_token"])
+    with world.runtime.engine.begin() as conn:
+        assert void_expired_rules(conn, world.clock.now()) == []
+    world.clock.advance(61)
+    with world.runtime.engine.begin() as conn:
+        (result,) = void_expired_rules(conn, world.clock.now())
+        assert result.jtis == [to_ops["jti"]]
+        assert void_expired_rules(conn, world.clock.now()) == []
+    seen = poll_all(world, "ops", stream)
+    assert [revoked_jtis(c) for c in seen] == [[to_ops["jti"]]]
+    assert seen[0]["events"][SESSION_REVOKED] == {
+        "event_timestamp": world.clock.now(),
+        "initiating_entity": "policy",
+        "reason_admin": {"en": "rule expired"},
+    }

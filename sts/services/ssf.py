@@ -34,6 +34,7 @@ from sts.core.settings import Settings
 from sts.services.errors import Invalid, NotFound, ServiceError
 from sts.store import ssf as store
 from sts.store.audit import record_admin_action
+from sts.store.revocation import void_expired_rules
 
 log = logging.getLogger("sts.ssf")
 
@@ -344,7 +345,10 @@ class PushWorker:
         self.backoff = backoff(settings)
 
     def run_once(self) -> PushReport:
-        """Push every stream that has something due, until each is empty or failing."""
+        """Note the tokens that expired rules have voided (:func:`void_expired_rules`), then
+        push every stream that has something due, until each is empty or failing."""
+        with self.engine.begin() as conn:
+            void_expired_rules(conn, self.clock.now())
         report = PushReport()
         done: list[str] = []
         while True:

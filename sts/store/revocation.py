@@ -208,13 +208,15 @@ def cascade(
     dry_run: bool = False,
     contain: bool = False,
     initiator: str = "admin",
+    expired: bool = False,
 ) -> Result:
     """Revoke ``target`` of ``kind`` and everything derived from it, recording ``by`` as who
     did it; with ``dry_run``, only report the blast radius and change nothing. With
     ``contain`` (an NHI or a rule being disabled) the same tokens die, the revocation's
     reason says it was a disable, and a disabled NHI keeps its credentials. ``initiator`` is
     who caused it as SSF events say it (``admin``, or ``user`` for a client revoking its own
-    token). Raises :class:`UnknownTarget` when there is no such thing."""
+    token). With ``expired`` (a rule whose expiry passed, see :func:`void_expired_rules`) the
+    rule is left as it is. Raises :class:`UnknownTarget` when there is no such thing."""
     if contain and kind not in ("nhi", "rule"):
         raise ValueError(f"only an NHI or a rule is disabled, not a {kind}")
     start = seeds(conn, kind, target)
@@ -232,7 +234,7 @@ def cascade(
     if kind in ("nhi", "credential"):
         _disable_source(conn, kind, target, now, reason, contain=contain)
     locked = _lock_roots(conn, select(alive.subquery().c.txn).distinct())
-    if kind in ("rule", "issuer"):
+    if kind in ("rule", "issuer") and not expired:
         _disable_source(conn, kind, target, now, reason, contain=contain)
     revocation_id = conn.execute(
         insert(Revocation)
@@ -270,6 +272,48 @@ def revoke(
     result = cascade(conn, kind, target, now=now, by=admin, reason=reason, dry_run=dry_run)
     record_admin_action(conn, now, admin, *result.audit_event(reason))
     return result
+
+
+#: The reason recorded when a rule's expiry voids what it minted.
+RULE_EXPIRED = "rule expired"
+
+
+def void_expired_rules(conn: Connection, now: int) -> list[Result]:
+    """Rules whose expiry has passed while tokens they minted are still live: those tokens,
+    and every token derived from them, are void (a hop whose rule is no longer in force,
+    DESIGN §5.5). Mark them revoked now, one revocation per rule, so the feed and the SSF
+    streams hear of it (CAEP ``initiating_entity`` ``policy``); run again, it finds nothing."""
+    live_token = (
+        select(IssuedToken.jti)
+        .where(
+            IssuedToken.rule_id == DelegationRule.id,
+            IssuedToken.revoked_at.is_(None),
+            IssuedToken.expires_at > now,
+        )
+        .exists()
+    )
+    due = (
+        select(DelegationRule.id)
+        .where(DelegationRule.expires_at <= now, live_token)
+        .order_by(DelegationRule.id)
+    )
+    if conn.execute(due.limit(1)).first() is None:
+        return []
+    serialize(conn)  # another sweep may have marked them meanwhile: look again, in turn
+    rules = conn.execute(due).scalars()
+    return [
+        cascade(
+            conn,
+            "rule",
+            rule_id,
+            now=now,
+            by="system",
+            reason=RULE_EXPIRED,
+            initiator="policy",
+            expired=True,
+        )
+        for rule_id in list(rules)
+    ]
 
 
 class RevocationRepository:
