@@ -9,13 +9,15 @@ from typing import Any
 from sqlalchemy import event, func, select, update
 
 from bench.seed import seed_transaction
-from sts.store.models import IssuedToken
+from sts.core import ssf
+from sts.store.models import IssuedToken, SsfOutbox
 from sts.store.revocation import Result, revoke
+from sts.store.ssf import create_stream, grant_all
 
 SIZE = 100_000
-#: The seed lookup, the revocation row, the marking walk and the audit event; SQLite counts
-#: its BEGIN, PostgreSQL the turn (advisory lock) and the transaction roots' lock.
-STATEMENTS = {"sqlite": 5, "postgresql": 6}
+#: The seed lookup, the revocation row, the marking walk, the SSF outbox and the audit event;
+#: SQLite counts its BEGIN, PostgreSQL the turn (advisory lock) and the transaction roots' lock.
+STATEMENTS = {"sqlite": 6, "postgresql": 7}
 
 
 def revoke_counting(engine: Any, root: str, now: int) -> tuple[Result, list[str]]:
@@ -64,3 +66,22 @@ def test_revoke_root_when_half_reached_through_an_actor_token_then_same_statemen
     assert (result.tokens, result.transactions) == (SIZE, 2)
     assert len(statements) == STATEMENTS[engine.dialect.name], statements
     assert alive(engine) == 0
+
+
+def test_revoke_root_when_streams_listen_then_same_statements_and_one_outbox_row_each(
+    engine, clock
+):
+    with engine.begin() as conn:
+        root, _ = seed_transaction(conn, size=SIZE, now=clock.now())
+        for owner in ("rs-1", "rs-2"):
+            stream = create_stream(
+                conn, owner, ssf.StreamRequest(ssf.POLL, None, None, ssf.EVENTS_SUPPORTED, ""), 0
+            )
+            grant_all(conn, stream.id, True, 0)
+
+    result, statements = revoke_counting(engine, root, clock.now())
+
+    assert result.tokens == SIZE
+    assert len(statements) == STATEMENTS[engine.dialect.name], statements
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(SsfOutbox)).scalar_one() == 2
