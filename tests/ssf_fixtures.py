@@ -115,10 +115,15 @@ class SsfWorld:
         """web's own token (aud: the STS) -> web acting toward agent -> agent toward data;
         the jtis, root first."""
         resp = client_credentials(self.client, self.nhis["web"], scope="orders:read")
+        assert resp.status_code == 200, resp.get_json()
         t0 = resp.get_json()["access_token"]
-        t1 = exchange(self.client, self.nhis["web"], t0, audience="agent").get_json()
-        t2 = exchange(self.client, self.nhis["agent"], t1["access_token"], audience="data")
-        tokens = [t0, t1["access_token"], t2.get_json()["access_token"]]
+        t1 = exchange(self.client, self.nhis["web"], t0, audience="agent")
+        assert t1.status_code == 200, t1.get_json()
+        t2 = exchange(
+            self.client, self.nhis["agent"], t1.get_json()["access_token"], audience="data"
+        )
+        assert t2.status_code == 200, t2.get_json()
+        tokens = [t0, t1.get_json()["access_token"], t2.get_json()["access_token"]]
         jtis = [claims_of(t)["jti"] for t in tokens]
         self.tokens.update(zip(jtis, tokens, strict=True))
         return jtis

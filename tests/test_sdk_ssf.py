@@ -151,3 +151,16 @@ def test_flask_when_stream_pushes_then_revoked_token_401_and_silence_503(
     )
     assert stranger.status_code == 401
     ext.close()
+
+
+def test_receiver_when_service_restarts_then_takes_up_its_stream_and_what_waited(
+    world: SsfWorld, live_sts: str
+) -> None:
+    first = SsfReceiver.for_client(data_client(world, live_sts))
+    jtis = world.chain()
+    revoke(world, "token", jtis[0])  # while the service is down
+    again = SsfReceiver.for_client(data_client(world, live_sts))
+    assert again.stream_id == first.stream_id
+    assert again.is_revoked(jtis[2])
+    listed = world.call("data", "GET", "/ssf/stream").get_json()
+    assert [s["stream_id"] for s in listed] == [first.stream_id]

@@ -390,13 +390,13 @@ def push_failed(
     time of the next attempt."""
     attempts = conn.execute(
         select(SsfStream.attempts).where(SsfStream.id == stream_id)
-    ).scalar_one()
-    retry_at = now + backoff(int(attempts) + 1)
+    ).scalar()  # None: the stream was deleted meanwhile
+    retry_at = now + backoff(int(attempts or 0) + 1)
     conn.execute(
         update(SsfStream)
         .where(SsfStream.id == stream_id)
         .values(
-            attempts=int(attempts) + 1,
+            attempts=int(attempts or 0) + 1,
             next_attempt_at=retry_at,
             last_error=error[:500],
             lease_until=0,

@@ -151,14 +151,33 @@ class SsfReceiver:
                 raise ValueError("push delivery needs push_url")
             secret = secrets.token_urlsafe(32)
             delivery.update(endpoint_url=push_url, authorization_header=f"Bearer {secret}")
-        body = json.dumps({"delivery": delivery, "events_requested": [SESSION_REVOKED]}).encode()
-        answer = client.transport(
-            "POST",
-            str(discovery["configuration_endpoint"]),
-            headers={"Authorization": bearer(), "Content-Type": "application/json"},
-            body=body,
+        endpoint = str(discovery["configuration_endpoint"])
+        headers = {"Authorization": bearer(), "Content-Type": "application/json"}
+        # A service restarting takes up its stream again (a poll stream keeps what was not
+        # acknowledged yet); a push stream gets the new secret.
+        listed = _json_answer(
+            client.transport("GET", endpoint, headers=headers, body=None), "stream list", (200,)
         )
-        config = _json_answer(answer, "stream creation", (201,))
+        mine = [
+            s
+            for s in listed or []
+            if isinstance(s, dict)
+            and s.get("delivery", {}).get("method") == method
+            and (method == POLL or s["delivery"].get("endpoint_url") == push_url)
+        ]
+        if mine:
+            body = {"stream_id": mine[0]["stream_id"], "delivery": delivery}
+            answer = client.transport(
+                "PATCH", endpoint, headers=headers, body=json.dumps(body).encode()
+            )
+            expected: tuple[int, ...] = (200,)
+        else:
+            body = {"delivery": delivery, "events_requested": [SESSION_REVOKED]}
+            answer = client.transport(
+                "POST", endpoint, headers=headers, body=json.dumps(body).encode()
+            )
+            expected = (201,)
+        config = _json_answer(answer, "stream registration", expected)
         receiver = cls(
             issuer,
             audience or client.client_id,
@@ -172,8 +191,11 @@ class SsfReceiver:
             max_staleness=max_staleness,
             on_unauthorized=client.forget_own_token,
         )
-        # Nothing can have been missed on a stream just created.
-        receiver._last_success = receiver.clock()
+        if method == POLL:
+            receiver.poll()  # what waited for a stream taken up again
+        else:
+            # What waits is pushed once the endpoint serves; none can have been missed yet.
+            receiver._last_success = receiver.clock()
         return receiver
 
     # -- reading -----------------------------------------------------------------------------
