@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +266,65 @@ def test_cli_when_backlog_then_listed_and_deliver_once_pushes_it(
     assert (after["outbox"], after["pending"], after["lag"], after["delivered"]) == (0, 0, 0, 1)
     missing = sts("ssf", "pending", "nope", code=2)
     assert missing.stderr == "error (not_found): no stream 'nope'\n"
+
+
+class Hangs(SpecReceiver):
+    """Takes the first SET, then holds the answer to the second until released: the worker
+    dies while that push is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "POST" and len(self.received) == 1:
+            answer = super().__call__(environ, start_response)
+            self.holding.set()
+            self.release.wait(30)
+            return answer
+        return super().__call__(environ, start_response)
+
+
+def test_push_when_deliver_process_killed_mid_push_then_no_loss_and_same_jti_again(
+    world: SsfWorld, settings: Settings, tmp_path: Any
+) -> None:
+    app = Hangs()
+    server = serve(app)
+    try:
+        push_stream(world, server.url + "/events")
+        chains = [world.chain() for _ in range(3)]
+        for chain in chains:
+            revoke(world, "token", chain[0])
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("STS_")},
+            "STS_DATABASE_URL": settings.database_url,
+            "STS_KEYS_DIR": str(settings.keys_dir),
+            "STS_ISSUER": settings.issuer,
+            "STS_LOG_LEVEL": "ERROR",
+        }
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "sts"), "ssf", "deliver", "--interval", "0.1"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert app.holding.wait(30), "the worker never pushed the second SET"
+        finally:
+            process.kill()
+            process.wait(10)
+        app.release.set()
+        assert len(app.received) == 2  # the second arrived, its 202 never reached the worker
+        # the dead worker (on the real clock, which has run ahead of the test's) loses its lease
+        world.clock.advance(ssf_service.LEASE_SECONDS + 60)
+        report = worker(world).run_once()
+        assert (report.delivered, report.failed) == (2, [])
+    finally:
+        server.close()
+    jwks = world.jwks()
+    claims = [verify_set(s, jwks, "data") for s in app.received]
+    assert [c["jti"] for c in claims][1] == claims[2]["jti"]  # sent again, same jti
+    unique = {c["jti"]: revoked_jtis(c) for c in claims}
+    assert [j for js in unique.values() for j in js] == [c[2] for c in chains]
