@@ -33,6 +33,8 @@ TIME_AND_NUMBER_OPTIONS = [
     (["nhi", "list"], [], "--offset"),
     (["nhi", "secret", "rotate"], ["web"], "--grace"),
     (["serve"], [], "--port"),
+    (["ssf", "pending"], ["stream-id"], "--limit"),
+    (["ssf", "deliver"], [], "--interval"),
 ]
 #: Values beyond what the option's own parser would see as out of range.
 SPECIAL = {

@@ -411,11 +411,19 @@ def test_openapi_fuzzer_when_run_against_the_live_app_then_no_5xx_and_nothing_un
         "client_secret"
     ]
     basic_auth = basic("fuzz-client-5b2a", secret)
+    receiver = api.ok(
+        "POST", "/nhis", {"name": "fuzz-rs-7d41", "kind": "service", "scope": "ssf:manage"}, 201
+    )
+    rs = Registered("fuzz-rs-7d41", receiver["client_secret"], "fuzz-rs-7d41")
+    ssf_bearer = {"Authorization": f"Bearer {token_for(client, rs)}"}
     schema = schemathesis.openapi.from_wsgi(OPENAPI_PATH, app, config=FUZZ_CONFIG)
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        headers = bearer if operation.path.startswith("/admin/") else basic_auth
+        admin_op = operation.path.startswith(("/admin/", "/access/"))
+        headers = bearer if admin_op else basic_auth
+        if operation.path.startswith("/ssf/"):
+            headers = ssf_bearer
         for mode, examples in (
             (GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
             (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES),
