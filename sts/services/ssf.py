@@ -377,7 +377,8 @@ class PushWorker:
         sent = 0
         with self.engine.begin() as conn:
             stream = store.get_stream(conn, stream_id)
-            assert stream is not None
+            if stream is None:  # deleted since the lease was taken
+                return 0, ""
             now = self.clock.now()
             while store.expand(
                 conn,
