@@ -15,6 +15,7 @@ import click
 from sts.cli.admin import admin
 from sts.cli.delegation import chain, rule
 from sts.cli.incident import audit, gc, revoke
+from sts.cli.manifest import registry
 from sts.cli.registry import issuer, nhi
 from sts.cli.support import (
     StsGroup,
@@ -157,7 +158,7 @@ def serve(host: str, port: int, demo: bool) -> None:
 
 
 # Command groups that live in their own modules.
-for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin):
+for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, registry):
     main.add_command(group)
 
 from sts_demo.run import demo  # noqa: E402

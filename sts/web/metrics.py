@@ -74,9 +74,7 @@ def metrics_view() -> Response:
             mimetype="application/json",
         )
     body = metrics.exposition(key_age(rt))
-    return Response(
-        body, 200, {"Cache-Control": "no-store"}, content_type=metrics.CONTENT_TYPE
-    )
+    return Response(body, 200, {"Cache-Control": "no-store"}, content_type=metrics.CONTENT_TYPE)
 
 
 class _Quiet(WSGIRequestHandler):
