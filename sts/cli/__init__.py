@@ -15,7 +15,7 @@ import click
 from sts.cli.admin import admin
 from sts.cli.delegation import chain, rule
 from sts.cli.incident import audit, gc, revoke
-from sts.cli.manifest import registry
+from sts.cli.manifest import registry_group
 from sts.cli.registry import issuer, nhi
 from sts.cli.support import (
     StsGroup,
@@ -33,7 +33,10 @@ from sts.core.settings import SIGNING_ALGORITHMS, Settings
 from sts.store.migrate import upgrade
 
 
-@click.group(cls=StsGroup)
+@click.group(cls=StsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="chain-sts", prog_name="sts", message="%(prog)s (Chain STS) %(version)s"
+)
 def main() -> None:
     """Chain STS: OAuth 2.0 token exchange with identity chaining."""
 
@@ -127,7 +130,7 @@ def keys_list(as_json: bool) -> None:
             }.get(status, "")
             say(f"{k.kid}  {k.alg:6}  {iso_time(k.created_at)}  {status}{when}")
 
-    emit(as_json, rows, human)
+    emit(as_json, {"items": rows, "total": len(rows)}, human)
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ def serve(host: str, port: int, demo: bool) -> None:
 
 
 # Command groups that live in their own modules.
-for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, registry):
+for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, registry_group):
     main.add_command(group)
 
 from sts_demo.run import demo  # noqa: E402

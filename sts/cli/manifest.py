@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -23,12 +22,12 @@ from sts.cli.support import (
 from sts.services import manifest
 
 
-@click.group()
-def registry() -> None:
+@click.group("registry")
+def registry_group() -> None:
     """The registry as code: export it, apply a document to it."""
 
 
-@registry.command("export")
+@registry_group.command("export")
 @click.option(
     "--format",
     "fmt",
@@ -50,13 +49,14 @@ def registry_export(fmt: str, output: Path | None) -> None:
     with open_store() as store:
         text = manifest.dump(manifest.export(store), fmt)
     if output is None:
-        click.echo(text, nl=False)
+        for line in text.splitlines():
+            say(line)
     else:
         output.write_text(text)
         say(f"registry written to {output}")
 
 
-@registry.command("apply")
+@registry_group.command("apply")
 @click.option(
     "-f",
     "--file",
@@ -99,7 +99,4 @@ def registry_apply(path: str, dry_run: bool, prune: bool, as_json: bool) -> None
         for name, secret in plan.secrets.items():
             say(f"client_secret of {name}: {secret} (shown only once; store it now)")
 
-    if as_json:
-        click.echo(json.dumps(plan.as_dict(), indent=2, sort_keys=True))
-    else:
-        emit(False, None, human)
+    emit(as_json, plan.as_dict(), human)
