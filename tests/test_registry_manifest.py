@@ -184,3 +184,16 @@ def test_export_when_read_back_then_yaml_with_no_secret(runtime: Any, clock: Any
                    "resources": [], "status": "active"}
     agent = next(n for n in doc["nhis"] if n["name"] == "agent")
     assert agent["jwks"]["keys"][0]["kid"] == "agent-1" and "d" not in agent["jwks"]["keys"][0]
+
+
+def test_apply_when_pruning_then_the_administrator_applying_it_stays(
+    runtime: Any, clock: Any
+) -> None:
+    build_registry(runtime, clock.now())
+    with admin_store(runtime.engine) as store:
+        plan = manifest.apply(store, runtime.hasher, "version: 1\n", now=clock.now(),
+                              admin="web", prune=True)
+    assert ("delete", "nhi", "web") not in {(c["action"], c["kind"], c["name"])
+                                            for c in plan.changes}
+    assert [n["name"] for n in export(runtime)["nhis"]] == ["web"]
+    assert export(runtime)["rules"] == [] and export(runtime)["issuers"] == []

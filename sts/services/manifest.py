@@ -486,6 +486,8 @@ def _apply_rule(ctx: _Context, entry: Entry, matched: set[str]) -> None:
 
 
 def _prune(ctx: _Context, doc: Document, matched: set[str]) -> None:
+    """Remove what the document does not name: rules first (they name NHIs), then NHIs
+    (never the administrator applying it: it would lock itself out), then issuers."""
     common: dict[str, Any] = {"now": ctx.now, "admin": ctx.admin}
     for rule in _all(lambda **p: rules.list_rules(ctx.store, **p)):
         if rule["id"] not in matched:
@@ -493,7 +495,7 @@ def _prune(ctx: _Context, doc: Document, matched: set[str]) -> None:
             ctx.plan.add("delete", "rule", rule["id"])
     named = {e.values["name"] for e in doc.nhis}
     for view in _all(lambda **p: nhis.list_nhis(ctx.store, **p)):
-        if view.client_id not in named:
+        if view.client_id not in named and view.client_id != ctx.admin:
             nhis.delete_nhi(
                 ctx.store, view.client_id, revoke=True, reason="registry apply --prune", **common
             )
