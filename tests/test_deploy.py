@@ -4,7 +4,9 @@ together in a real gunicorn process."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import runpy
 import socket
 import subprocess
@@ -197,6 +199,31 @@ def test_gunicorn_when_started_with_conf_then_serves_ready_sts(gunicorn):
         assert b'"issuer": "https://sts.example.test"' in resp.read()
     time.sleep(0.3)  # the access log line is written after the response
     text = log.read_text()
-    assert '"GET /readyz HTTP/1.1" 200' in text
+    records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    (access,) = [r for r in records if r.get("event") == "http.access" and r["path"] == "/readyz"]
+    assert {k: access[k] for k in ("logger", "method", "path", "status")} == {
+        "logger": "gunicorn.access", "method": "GET", "path": "/readyz", "status": 200}  # fmt: skip
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", access["time"])
+    assert re.fullmatch(r"[0-9a-f]{16}", access["request_id"])
+    assert access["duration_ms"] >= 0
     assert "abc123" not in text
     assert text.count("Booting worker") == 2
+
+
+def test_gunicorn_when_keys_missing_then_one_line_before_any_worker(sts_env, tmp_path):
+    env = {
+        **os.environ,
+        "STS_ENV": "production",
+        "STS_ALLOW_SQLITE_IN_PRODUCTION": "true",
+        "STS_ISSUER": "https://sts.example.test",
+        "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [str(GUNICORN), "-c", str(GUNICORN_CONF)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Chain STS cannot start: ")
+    assert "key directory does not exist" in lines[-1]
+    assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr

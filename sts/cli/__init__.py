@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from sts.cli.admin import admin
 from sts.cli.delegation import chain, rule
@@ -26,10 +28,12 @@ from sts.cli.support import (
     load_settings,
     now_seconds,
     say,
+    warn,
 )
 from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import load_hash_key
 from sts.core.settings import SIGNING_ALGORITHMS, Settings
+from sts.store.db import database_host, is_unavailable
 from sts.store.migrate import upgrade
 
 
@@ -48,11 +52,31 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.IntRange(0, 3600),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for the database to accept connections (a container starting "
+    "beside it) before giving up.",
+)
 @json_option
 @handles_errors
-def db_upgrade(as_json: bool) -> None:
+def db_upgrade(wait_seconds: int, as_json: bool) -> None:
     """Migrate the registry schema to the newest revision."""
-    revision = upgrade(load_settings().database_url)
+    url = load_settings().database_url
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            revision = upgrade(url)
+            break
+        except DBAPIError as exc:
+            if not is_unavailable(exc) or time.monotonic() >= deadline:
+                raise
+            # One line per try: where, and the error's class (never the URL's credentials).
+            warn(f"waiting for the database at {database_host(url)} ({type(exc.orig).__name__})")
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
     emit(as_json, {"revision": revision}, lambda: say(f"database at revision {revision}"))
 
 
@@ -99,6 +123,19 @@ def keys_generate(alg: str | None, immediate: bool, as_json: bool) -> None:
     }
     when = "signs now" if status == "signing" else f"signs from {iso_time(signs_at)}"
     emit(as_json, data, lambda: say(f"generated {key.alg} key {key.kid} (published; {when})"))
+
+
+@keys.command("check")
+@json_option
+@handles_errors
+def keys_check(as_json: bool) -> None:
+    """Check that the key directory can serve: a signing key and the credential hashing
+    key (what a production start needs; a container runs this before its server)."""
+    settings = load_settings()
+    key = KeyStore.for_settings(settings).ring.signing_key(now_seconds())
+    load_hash_key(settings.keys_dir, create=False)
+    data = {"kid": key.kid, "alg": key.alg, "keys_dir": str(settings.keys_dir)}
+    emit(as_json, data, lambda: say(f"keys ready: {key.kid} signs ({key.alg})"))
 
 
 @keys.command("list")

@@ -69,6 +69,11 @@ def say(line: str = "") -> None:
     click.echo(printable(line))
 
 
+def warn(line: str) -> None:
+    """Print one line of progress or warning on standard error (stdout stays the result)."""
+    click.echo(printable(line), err=True)
+
+
 def now_seconds() -> int:
     """Now, in the seconds since the epoch the registry records."""
     return int(datetime.now(UTC).timestamp())

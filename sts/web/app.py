@@ -136,7 +136,7 @@ def create_app(
 ) -> Flask:
     """Build the STS. ``settings`` default to ``Settings.load()`` (env over config file)."""
     settings = settings or Settings.load()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see _form_pairs
     rt = app.extensions["sts"] = rt or build_runtime(settings, clock)
