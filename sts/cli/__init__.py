@@ -28,7 +28,6 @@ from sts.cli.support import (
     load_settings,
     now_seconds,
     say,
-    warn,
 )
 from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import load_hash_key
@@ -75,7 +74,10 @@ def db_upgrade(wait_seconds: int, as_json: bool) -> None:
             if not is_unavailable(exc) or time.monotonic() >= deadline:
                 raise
             # One line per try: where, and the error's class (never the URL's credentials).
-            warn(f"waiting for the database at {database_host(url)} ({type(exc.orig).__name__})")
+            say(
+                f"waiting for the database at {database_host(url)} ({type(exc.orig).__name__})",
+                err=True,
+            )
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
     emit(as_json, {"revision": revision}, lambda: say(f"database at revision {revision}"))
 

@@ -64,14 +64,10 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
-def say(line: str = "") -> None:
-    """Print one line of human output; whatever a value holds, it stays one line."""
-    click.echo(printable(line))
-
-
-def warn(line: str) -> None:
-    """Print one line of progress or warning on standard error (stdout stays the result)."""
-    click.echo(printable(line), err=True)
+def say(line: str = "", *, err: bool = False) -> None:
+    """Print one line of human output (with ``err``, of progress on standard error, so that
+    standard output stays the result); whatever a value holds, it stays one line."""
+    click.echo(printable(line), err=err)
 
 
 def now_seconds() -> int:
