@@ -30,6 +30,7 @@ from sts.oauth.rfc6749.request import check_parameter_lengths
 from sts.store.db import database_host, is_database_error, is_unavailable
 from sts.store.sql import SqlStore
 from sts.web.source import request_source
+from sts.web.tracing import exchange_tracer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -163,6 +164,8 @@ class FormEndpoints:
         self.rt = rt
         self.endpoints = endpoints
         self.proxies = rt.settings.proxy_networks()
+        #: OpenTelemetry spans of the token endpoint, when tracing is on (off by default).
+        self.tracer = exchange_tracer() if "token" in {n for n, _ in endpoints.values()} else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -173,6 +176,7 @@ class FormEndpoints:
         started = time.perf_counter()
         grant = "none"
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        span = self.tracer.start(name, environ) if self.tracer and name == "token" else None
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             start_response("200 OK", [("Allow", "POST"), ("Content-Length", "0")])
@@ -196,6 +200,9 @@ class FormEndpoints:
         metrics.record_request(
             name, grant, status, body.get("error", ""), time.perf_counter() - started
         )
+        if span is not None:
+            assert self.tracer is not None
+            self.tracer.end(span, grant, status, body, rid)
         # A HEAD answer carries the status and headers of the same request as GET, no body.
         payload = b"" if method == "HEAD" else json.dumps(body).encode()
         start_response(
