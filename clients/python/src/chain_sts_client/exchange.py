@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chain_sts_client import tracecontext
 from chain_sts_client.credentials import ClientCredential
 from chain_sts_client.discovery import ServerMetadata, discover
 from chain_sts_client.errors import StsUnavailable
@@ -198,7 +199,7 @@ class ExchangeClient:
         if scope is not None:
             form["scope"] = scope
         endpoint = self.metadata.token_endpoint
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {tracecontext.HEADER: tracecontext.current_traceparent()}
         self.credential.apply(headers, form, endpoint)
         now = self.clock()
         answer = post_form(self.transport, endpoint, form, headers)

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from chain_sts_client import tracecontext
 from chain_sts_client.exchange import ExchangeClient
 
 TokenSource = Callable[[], str]
@@ -54,6 +55,8 @@ class ExchangeAuth(AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         subject = self._subject()
         r.headers["Authorization"] = "Bearer " + self._token(subject)
+        # The next hop joins this trace (W3C Trace Context), unless the caller set one.
+        r.headers.setdefault(tracecontext.HEADER, tracecontext.current_traceparent())
         if self.retry_on_invalid_token:
             r.hooks["response"].append(self._retry_hook(subject))
         return r
