@@ -22,6 +22,7 @@ TIME_AND_NUMBER_OPTIONS = [
     (["audit", "list"], [], "--since"),
     (["audit", "list"], [], "--limit"),
     (["gc"], [], "--retention-days"),
+    (["db", "upgrade"], [], "--wait"),
     (["rule", "create"], ["--actor", "web", "--target", "web", "--scope", "a"], "--max-depth"),
     (["rule", "create"], ["--actor", "web", "--target", "web", "--scope", "a"], "--max-ttl"),
     (["rule", "create"], ["--actor", "web", "--target", "web", "--scope", "a"], "--expires"),
