@@ -1,4 +1,4 @@
-# Chain STS production image: gunicorn serving the STS, configured by STS_* variables.
+# Chain STS production image: Granian serving the STS (sts serve), configured by STS_* variables.
 #
 #   docker build -t chain-sts .
 #   docker run --rm -v sts-keys:/app/keys --entrypoint sts chain-sts keys generate
@@ -7,8 +7,10 @@
 #     -e STS_DATABASE_URL=postgresql+psycopg://sts:PASSWORD@db:5432/sts chain-sts
 #
 # On start the container waits for the database (up to DB_WAIT_SECONDS, default 60) and
-# migrates it, checks the keys, and then runs the command: gunicorn by default. Production
-# refuses to boot without an https STS_ISSUER and existing keys, in one line.
+# migrates it, checks the keys, and then runs the command: sts serve (Granian), whose
+# STS_HTTP_WORKERS processes read each request in full before it is run, so slow or idle
+# clients hold no worker. Production refuses to boot without an https STS_ISSUER and existing
+# keys, in one line.
 
 # -- build: wheels of the SDK, the server and every dependency ------------------------------
 FROM python:3.11-slim AS build
@@ -33,7 +35,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     STS_ENV=production \
     STS_KEYS_DIR=/app/keys \
-    GUNICORN_BIND=0.0.0.0:8000 \
     PROMETHEUS_MULTIPROC_DIR=/app/var/metrics
 
 RUN groupadd --system --gid 10001 sts \
@@ -62,4 +63,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
 ENTRYPOINT ["/app/config/docker-entrypoint.sh"]
-CMD ["gunicorn", "-c", "config/gunicorn.conf.py"]
+CMD ["sts", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -38,6 +39,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from sts.core.settings import Settings
+from sts.web.server import workers_for
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
@@ -47,6 +51,10 @@ TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 AT = "urn:ietf:params:oauth:token-type:access_token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The reference floor's server, as first measured: gunicorn with two sync workers.
+REFERENCE_WORKERS = 2
+#: Where the benchmark's PostgreSQL runs (``--pg`` changes it).
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
@@ -72,9 +80,15 @@ def descendants(pid: int) -> list[int]:
     return [pid, *[d for k in kids for d in descendants(k)]]
 
 
-def postgres_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def postgres_pids(database: str = "chain_sts_bench") -> list[int]:
+    """The server processes that work for the benchmark: its database's backends and the
+    writers every commit waits on (not the backends of other databases on the server)."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE (datname = %s AND pid <> pg_backend_pid()) "
+        "OR backend_type IN ('walwriter', 'checkpointer', 'background writer')"
+    )
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        return [int(row[0]) for row in conn.execute(query, (database,))]
 
 
 class KeyPair:
@@ -101,12 +115,36 @@ class Scenario:
 
 
 class Server:
-    """A gunicorn process group serving an app on a free loopback port."""
+    """An HTTP server process group serving a WSGI app on a free loopback port: Granian (the
+    production server, ``sts serve``) or gunicorn with sync workers (the reference server the
+    floor is measured on, so ratios compare like with like across changes)."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], workers: int, kind: str = "granian", threads: int = 2
+    ) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
+        if kind == "granian":
+            # The STS under Granian as ``sts serve`` runs it (RSGI, bodies read before the
+            # application runs); a plain WSGI app (the floor) under Granian's WSGI interface.
+            rsgi = app == "sts.wsgi:app"
+            command = [
+                str(BIN / "granian"),
+                "--interface",
+                "rsgi" if rsgi else "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                *([] if rsgi else ["--blocking-threads", str(threads)]),
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "sts.rsgi:app" if rsgi else app,
+            ]
+        else:
+            command = [
                 str(BIN / "gunicorn"),
                 "-c",
                 str(ROOT / "config" / "gunicorn.conf.py"),
@@ -119,7 +157,9 @@ class Server:
                 "--error-logfile",
                 "-",
                 app,
-            ],
+            ]
+        self.proc = subprocess.Popen(
+            command,
             env={**os.environ, **env},
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -137,7 +177,7 @@ class Server:
                     return
                 if self.proc.poll() is not None:
                     raise RuntimeError(
-                        self.proc.stderr.read().decode() if self.proc.stderr else "gunicorn exited"
+                        self.proc.stderr.read().decode() if self.proc.stderr else f"{kind} exited"
                     ) from None
                 time.sleep(0.2)
         raise RuntimeError("server did not start")
@@ -220,6 +260,99 @@ def wrk(
     result["sts_cpu_ms_per_request"] = round(1000 * sts_cpu / max(result["requests"], 1), 3)
     result["pg_cpu_ms_per_request"] = round(1000 * pg_cpu / max(result["requests"], 1), 3)
     return result
+
+
+class SlowClients:
+    """Hostile or slow clients held open for as long as the block runs: ``trickle`` connections
+    that announce a 10,000-byte body and send one byte of it every 3 s, and ``idle`` ones that
+    connect and send nothing. Any the server closes is opened again at once, as an attacker
+    would (a server that drops them only after a timeout has them back a moment later)."""
+
+    def __init__(self, port: int, trickle: int = 50, idle: int = 50) -> None:
+        self.port = port
+        self.kinds = ["trickle"] * trickle + ["idle"] * idle
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _open(self, kind: str) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.setblocking(False)
+        if kind == "trickle":
+            sock.sendall(
+                b"POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 10000\r\n\r\n"
+            )
+        return sock
+
+    def _run(self) -> None:
+        socks = [self._open(kind) for kind in self.kinds]
+        last_byte = 0.0
+        while not self._stop.wait(0.5):
+            send = time.monotonic() - last_byte >= 3
+            if send:
+                last_byte = time.monotonic()
+            for i, (kind, sock) in enumerate(zip(self.kinds, socks, strict=True)):
+                try:
+                    closed = sock.recv(4096, socket.MSG_PEEK) == b""
+                except BlockingIOError:
+                    closed = False
+                except OSError:
+                    closed = True
+                try:
+                    if not closed and send and kind == "trickle":
+                        sock.send(b"a")
+                except OSError:
+                    closed = True
+                if closed:
+                    sock.close()
+                    self.reconnects += 1
+                    socks[i] = self._open(kind)
+        for sock in socks:
+            sock.close()
+
+    def __enter__(self) -> SlowClients:
+        self._thread.start()
+        time.sleep(1)  # every connection open before the measurement starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class HealthProbe:
+    """``GET /healthz`` every 200 ms while the block runs: the slowest answer, and how many
+    took longer than a second or failed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "/healthz"
+        self.max_ms = 0.0
+        self.late = 0
+        self.probes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            start = time.perf_counter()
+            try:
+                urllib.request.urlopen(self.url, timeout=5).read()
+                elapsed = (time.perf_counter() - start) * 1000
+            except OSError:
+                elapsed = 5000.0
+            self.probes += 1
+            self.max_ms = max(self.max_ms, elapsed)
+            self.late += elapsed > 1000
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def py_spy(pid: int, duration: int, into: Path, name: str) -> subprocess.Popen[bytes]:
@@ -479,7 +612,19 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="STS worker processes (default: as sts serve picks; the reference floor has 2)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("granian", "gunicorn"),
+        default="granian",
+        help="the STS's HTTP server (the floor is measured on both)",
+    )
+    parser.add_argument("--http-threads", type=int, default=2, help="Granian threads per worker")
     parser.add_argument("--only", default=None, help="run only scenarios containing this")
     parser.add_argument(
         "--profile",
@@ -497,6 +642,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
 
+    global PG_ADMIN_URL
+    PG_ADMIN_URL = f"{args.pg}/postgres"
     url = bench_database(args.pg)
     reset(url)
     work = Path(tempfile.mkdtemp(prefix="sts-bench-"))
@@ -530,7 +677,9 @@ def main() -> None:
         "scenarios": {},
     }
     count = 2000 * args.duration
-    server = Server("sts.wsgi:app", env, args.workers)
+    if args.workers is None:
+        args.workers = workers_for(Settings(database_url=url))
+    server = Server("sts.wsgi:app", env, args.workers, args.server, args.http_threads)
     try:
         for scenario in scenarios(server.url, creds, idp, tool_keys, count):
             if args.only and args.only not in scenario.name:
@@ -546,6 +695,26 @@ def main() -> None:
             )
             report["scenarios"][scenario.name] = result
             print(scenario.name, json.dumps(result), flush=True)
+        if args.only is None or "slow" in args.only:
+            one_hop = scenarios(server.url, creds, idp, tool_keys, 1)[0]
+            one_hop.name = "one_hop_under_slow_clients"
+            with SlowClients(server.port) as slow, HealthProbe(server.url) as probe:
+                result = wrk(
+                    server.url,
+                    one_hop,
+                    args.duration,
+                    args.connections,
+                    args.threads,
+                    server.pids(),
+                )
+            result.update(
+                healthz_max_ms=round(probe.max_ms, 1),
+                healthz_over_1s=probe.late,
+                healthz_probes=probe.probes,
+                slow_reconnects=slow.reconnects,
+            )
+            report["scenarios"][one_hop.name] = result
+            print(one_hop.name, json.dumps(result), flush=True)
         if args.scale:
             from bench.scale import seed_large
 
@@ -559,22 +728,29 @@ def main() -> None:
             print(one_hop.name, json.dumps(result), flush=True)
     finally:
         server.stop()
+    # The floor on the reference server (gunicorn, sync workers), then on the STS's own.
     key_path, floor = floor_scenario()
-    floor_server = Server("bench.floor_app:app", {"BENCH_FLOOR_KEY": str(key_path)}, args.workers)
-    try:
-        result = wrk(
-            floor_server.url,
-            floor,
-            args.duration,
-            args.connections,
-            args.threads,
-            floor_server.pids(),
-            args.profile,
+    for kind, name, workers in (
+        ("gunicorn", floor.name, REFERENCE_WORKERS),
+        ("granian", floor.name + "_granian", args.workers),
+    ):
+        floor_server = Server(
+            "bench.floor_app:app", {"BENCH_FLOOR_KEY": str(key_path)}, workers, kind
         )
-        report["scenarios"][floor.name] = result
-        print(floor.name, json.dumps(result), flush=True)
-    finally:
-        floor_server.stop()
+        try:
+            result = wrk(
+                floor_server.url,
+                floor,
+                args.duration,
+                args.connections,
+                args.threads,
+                floor_server.pids(),
+                args.profile,
+            )
+            report["scenarios"][name] = result
+            print(name, json.dumps(result), flush=True)
+        finally:
+            floor_server.stop()
     if args.only is None:  # a partial run must not replace the full results
         write_report(report)
     shutil.rmtree(work, ignore_errors=True)
@@ -586,6 +762,18 @@ def write_report(report: dict[str, Any]) -> None:
     one_hop = runs.get("one_hop_exchange_basic", {})
     if floor and one_hop:
         report["one_hop_vs_floor"] = round(one_hop["rate"] / floor, 3)
+        ratios = {
+            name: round(run["rate"] / floor, 3)
+            for name, run in runs.items()
+            if not name.startswith("floor")
+        }
+        report["vs_reference_floor"] = ratios
+    own_floor = runs.get("floor_verify_and_sign_granian", {}).get("rate")
+    if own_floor and one_hop:
+        report["one_hop_vs_server_floor"] = round(one_hop["rate"] / own_floor, 3)
+    slow = runs.get("one_hop_under_slow_clients")
+    if slow and one_hop:
+        report["slow_client_ratio"] = round(slow["rate"] / one_hop["rate"], 3)
     scaled = runs.get("one_hop_exchange_basic_at_scale")
     if scaled and one_hop:
         report["scale_p50_ratio"] = round(scaled["p50_ms"] / one_hop["p50_ms"], 3)
@@ -594,8 +782,9 @@ def write_report(report: dict[str, Any]) -> None:
     lines = [
         "# Chain STS benchmark results",
         "",
-        f"{report['machine']['cores']} cores, PostgreSQL on the same machine, gunicorn "
-        f"with {report['settings']['workers']} sync workers, wrk with "
+        f"{report['machine']['cores']} cores, PostgreSQL on the same machine, the STS on "
+        f"{report['settings']['server']} with {report['settings']['workers']} workers, the "
+        "reference floor on gunicorn sync workers, wrk with "
         f"{report['settings']['connections']} connections for "
         f"{report['settings']['duration']} s per scenario.",
         "",
@@ -612,8 +801,23 @@ def write_report(report: dict[str, Any]) -> None:
     lines.append("")
     if "one_hop_vs_floor" in report:
         lines.append(
-            f"One-hop exchange throughput is **{report['one_hop_vs_floor']}** of the "
-            "floor (a bare endpoint that verifies one ES256 JWT and signs one)."
+            f"One-hop exchange throughput is **{report['one_hop_vs_floor']}** of the reference "
+            "floor (a bare endpoint that verifies one ES256 JWT and signs one, on gunicorn sync "
+            "workers)"
+            + (
+                f" and **{report['one_hop_vs_server_floor']}** of the same floor on the STS's "
+                "own server."
+                if "one_hop_vs_server_floor" in report
+                else "."
+            )
+        )
+    if "slow_client_ratio" in report:
+        slow = runs["one_hop_under_slow_clients"]
+        lines.append(
+            f"With 50 connections trickling bodies and 50 idle, one-hop keeps "
+            f"**{report['slow_client_ratio']}** of its undisturbed rate; the slowest `/healthz` "
+            f"answer took {slow['healthz_max_ms']} ms ({slow['healthz_over_1s']} of "
+            f"{slow['healthz_probes']} over 1 s)."
         )
     if "scale_p50_ratio" in report:
         lines.append(

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Chain STS container start: wait for the database and migrate it, check the keys, then run
-# the server given as the command (gunicorn with config/gunicorn.conf.py by default). Each
-# step that fails says why in one line and stops the container.
+# the server given as the command (sts serve by default; gunicorn -c config/gunicorn.conf.py
+# works too). Each step that fails says why in one line and stops the container.
 #
 #   DB_WAIT_SECONDS            how long to wait for the database (default 60)
 #   PROMETHEUS_MULTIPROC_DIR   emptied here, so a restart starts its counters afresh

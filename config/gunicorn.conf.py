@@ -1,4 +1,9 @@
-"""Gunicorn settings for running Chain STS in production: ``gunicorn -c config/gunicorn.conf.py``.
+"""Gunicorn settings for running Chain STS: ``gunicorn -c config/gunicorn.conf.py``.
+
+The production default is ``sts serve`` (Granian, see ``sts/web/server.py``), whose event loops
+read each request in full before it is run. Gunicorn's sync workers read requests themselves:
+a client that trickles its body holds a worker until ``GUNICORN_TIMEOUT``, so run gunicorn
+behind a proxy that buffers requests (nginx, Envoy, a cloud load balancer).
 
 The STS itself is configured by ``STS_*`` variables (and ``config/sts.toml``); this file only
 shapes the HTTP server, through its own environment variables:

@@ -27,6 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "admin_api": frozenset({"core", "store", "oauth", "services", "runtime", "admin_api"}),
     "web": frozenset({"core", "store", "oauth", "services", "runtime", "admin_api", "web"}),
     "wsgi": frozenset({"web"}),
+    "rsgi": frozenset({"web"}),
     "cli": frozenset(
         {"core", "store", "oauth", "services", "runtime", "admin_api", "web", "cli", "demo"}
     ),

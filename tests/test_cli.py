@@ -19,14 +19,18 @@ from click.testing import CliRunner, Result
 from flask import Flask
 from sqlalchemy import select
 
+import sts.web.server
 from sts.cli import main
 from sts.core.keys import generate_key
 from sts.core.logs import redact
 from sts.core.secrets import HASH_KEY_FILE, SecretHasher, load_hash_key
+from sts.core.settings import Settings
 from sts.store.db import create_engine
 from sts.store.migrate import upgrade
 from sts.store.models import Credential, Nhi
+from sts.web import create_app
 from sts.web.devserver import PathOnlyRequestHandler
+from sts.web.server import workers_for
 from tests.helpers import KeyPair
 from tests.test_migrations import PG_DB, fresh_postgres, head
 
@@ -553,13 +557,26 @@ def test_issuer_add_when_repeated_then_same_answer_and_other_settings_exit_2(cli
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Replaces the blocking development server with a recorder of what it would serve."""
+    """Replaces the blocking servers with a recorder of what they would serve: the issuer the
+    workers would read from the environment, and the server's own settings."""
     calls: list[dict[str, Any]] = []
+    monkeypatch.delenv("STS_ISSUER", raising=False)  # serve sets it for its workers: undone
+
+    class Recorder:
+        def __init__(self, settings: Settings, host: str, port: int) -> None:
+            self.call = {"server": "granian", "host": host, "port": port,
+                         "workers": workers_for(settings)}  # fmt: skip
+
+        def serve(self) -> None:
+            app = create_app(Settings.load())
+            metadata = app.test_client().get("/.well-known/oauth-authorization-server").json
+            calls.append({"issuer": metadata["issuer"], **self.call})
 
     def run(app: Flask, **kwargs: Any) -> None:
         metadata = app.test_client().get("/.well-known/oauth-authorization-server").json
-        calls.append({"issuer": metadata["issuer"], **kwargs})
+        calls.append({"issuer": metadata["issuer"], "server": "werkzeug", **kwargs})
 
+    monkeypatch.setattr(sts.web.server, "production_server", Recorder)
     monkeypatch.setattr(Flask, "run", run)
     return calls
 
@@ -577,11 +594,11 @@ def test_serve_when_demo_then_migrated_seeded_and_issuer_follows_port(
         monkeypatch.setenv("STS_DEMO_REGISTRY", "true")
     out = cli.run(*args).stdout
     assert "secrets in var/demo-credentials.json" in out
-    assert "Chain STS http://127.0.0.1:8123 listening on http://127.0.0.1:8123" in out
+    assert "Chain STS http://127.0.0.1:8123 listening on http://127.0.0.1:8123 (1 worker)" in out
     assert served == [
-        {"issuer": "http://127.0.0.1:8123", "host": "127.0.0.1", "port": 8123, "threaded": True,
-         "request_handler": PathOnlyRequestHandler}
-    ]
+        {"issuer": "http://127.0.0.1:8123", "server": "granian", "host": "127.0.0.1",
+         "port": 8123, "workers": 1}
+    ]  # fmt: skip
     saved = tmp_path / "var" / "demo-credentials.json"
     assert saved.stat().st_mode & 0o777 == 0o600
     secrets = json.loads(saved.read_text())
@@ -591,6 +608,30 @@ def test_serve_when_demo_then_migrated_seeded_and_issuer_follows_port(
     cli.run(*args)
     assert json.loads(saved.read_text()) == secrets
     assert cli.json("nhi", "list")["total"] == 4
+
+
+def test_serve_when_dev_server_then_werkzeug_threaded_with_path_only_log(
+    tmp_path, monkeypatch, served
+):
+    _clean_environment(monkeypatch, tmp_path)
+    cli = Cli(f"sqlite:///{tmp_path / 'sts.db'}", tmp_path / "keys", tmp_path)
+    out = cli.run("serve", "--port", "8124", "--dev-server").stdout
+    assert "listening on http://127.0.0.1:8124 (development server)" in out
+    assert served == [
+        {"issuer": "http://127.0.0.1:8124", "server": "werkzeug", "host": "127.0.0.1",
+         "port": 8124, "threaded": True, "request_handler": PathOnlyRequestHandler}
+    ]  # fmt: skip
+
+
+def test_serve_when_postgresql_then_two_workers_per_cpu_unless_set(tmp_path, monkeypatch, served):
+    _clean_environment(monkeypatch, tmp_path)
+    cli = Cli(f"sqlite:///{tmp_path / 'sts.db'}", tmp_path / "keys", tmp_path)
+    monkeypatch.setenv("STS_HTTP_WORKERS", "3")
+    assert "(3 workers)" in cli.run("serve", "--port", "8125").stdout
+    assert served[-1]["workers"] == 3
+    cpus = len(os.sched_getaffinity(0))
+    assert workers_for(Settings(database_url="postgresql+psycopg://h/db")) == 2 * cpus
+    assert workers_for(Settings(database_url="sqlite:///x.db")) == 1
 
 
 def test_serve_when_demo_in_production_then_refused(tmp_path, monkeypatch, served):

@@ -262,7 +262,7 @@ def test_dockerfile_when_read_then_wheels_non_root_healthcheck_and_waiting_entry
     assert order.index("USER") < order.index("ENTRYPOINT")
     assert any(w == "HEALTHCHECK" and "/healthz" in r for w, r in run)
     assert ("ENTRYPOINT", '["/app/config/docker-entrypoint.sh"]') in run
-    assert ("CMD", '["gunicorn", "-c", "config/gunicorn.conf.py"]') in run
+    assert ("CMD", '["sts", "serve", "--host", "0.0.0.0", "--port", "8000"]') in run
     env = " ".join(r for w, r in run if w == "ENV")
     assert "PROMETHEUS_MULTIPROC_DIR=/app/var/metrics" in env
 

@@ -1,8 +1,10 @@
 """``sts serve`` logs each request's path, never its query string: a token or a secret a client
-put in a query string never reaches the log (as in the production access log, DESIGN §9)."""
+put in a query string never reaches the log (DESIGN §9), under Granian (the default) and under
+the development server (``--dev-server``) alike."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -28,7 +30,7 @@ def free_port() -> int:
 
 
 class DevServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, options: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "serve.log"
@@ -36,7 +38,7 @@ class DevServer:
         env.update({"STS_DATABASE_URL": f"sqlite:///{workdir / 'sts.db'}",
                     "STS_KEYS_DIR": str(workdir / "keys")})  # fmt: skip
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen([*STS, "serve", "--port", str(self.port)],
+            self.process = subprocess.Popen([*STS, "serve", "--port", str(self.port), *options],
                                             cwd=workdir, env=env, stdout=out,
                                             stderr=subprocess.STDOUT)  # fmt: skip
 
@@ -62,9 +64,9 @@ class DevServer:
         return self.log.read_text()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[DevServer]:
-    served = DevServer(tmp_path)
+@pytest.fixture(params=[[], ["--dev-server"]], ids=["granian", "werkzeug"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DevServer]:
+    served = DevServer(tmp_path, request.param)
     try:
         served.wait_ready()
         yield served
@@ -84,6 +86,13 @@ def test_serve_when_query_string_carries_a_secret_then_the_log_has_the_path_only
     assert resp.status_code == 404
     log = server.stop()
     assert SECRET not in log
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    access = [r for r in records if r.get("event") == "http.access"]
+    if access:  # sts serve: the STS's JSON access records (method, path, status, request id)
+        assert {(r["method"], r["path"], r["status"]) for r in access} >= {
+            ("GET", "/healthz", 200), ("GET", "/no-such-path", 404)}  # fmt: skip
+        assert all(r["request_id"] for r in access)
+        return
     (healthz,) = [line for line in request_lines(log, '"GET /healthz') if "200" in line
                   and "HTTP/1.1" in line][-1:]  # fmt: skip
     assert '"GET /healthz HTTP/1.1" 200' in healthz
@@ -95,7 +104,7 @@ def test_serve_when_request_line_is_malformed_then_its_query_is_not_logged(serve
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(f"GET /healthz?token={SECRET} HTTP/1.1 extra\r\n\r\n".encode())
         answer = sock.recv(4096)
-    assert b"Error code: 400" in answer
+    # Refused (werkzeug answers a request line it cannot parse without a status line).
+    assert b" 400 " in answer.split(b"\r\n", 1)[0] or b"Error code: 400" in answer
     log = server.stop()
     assert SECRET not in log
-    assert request_lines(log, "/healthz HTTP/1.1 extra"), log

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -127,9 +128,10 @@ def _sts(args: list[str], env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+def _get(url: str) -> tuple[int, Message, bytes]:
+    """Status, headers (looked up without regard to case, as HTTP names them) and body."""
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - local http URL
-        return resp.status, dict(resp.headers), resp.read()
+        return resp.status, resp.headers, resp.read()
 
 
 def _wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:

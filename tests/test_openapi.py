@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from typing import Any
 
 import pytest
@@ -34,12 +33,12 @@ from tests.conftest import ISSUER, Registered
 from tests.exchange_fixtures import PersonIdp, client_credentials, exchange
 from tests.helpers import FORM, basic, claims_of
 
-#: The fuzzer's time budget per backend, seconds (two backends: about a minute), and
-#: examples per operation. STS_TEST_FUZZ_SCALE=N runs N times as many, for a longer hunt.
+#: Examples per operation: every operation gets them all, however busy the machine (a clock
+#: budget would skip operations, and fail, only when it is slow). STS_TEST_FUZZ_SCALE=N runs
+#: N times as many, for a longer hunt.
 SCALE = int(os.environ.get("STS_TEST_FUZZ_SCALE", "1"))
-FUZZ_BUDGET = 40.0 * SCALE
-POSITIVE_EXAMPLES = 25 * SCALE
-NEGATIVE_EXAMPLES = 12 * SCALE
+POSITIVE_EXAMPLES = 20 * SCALE
+NEGATIVE_EXAMPLES = 10 * SCALE
 #: Invalid input must be refused with one of these (413: a body past the size limit).
 FUZZ_CONFIG = schemathesis.Config.from_dict(
     {
@@ -80,7 +79,9 @@ def test_openapi_document_when_served_then_a_valid_openapi_3_1_document(doc):
 def _served(app) -> set[tuple[str, str]]:
     out = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        # The incident console (sts.web.console) serves HTML pages to a browser session,
+        # not an API: it is no part of the document.
+        if rule.endpoint == "static" or rule.endpoint.startswith("console."):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         out |= {(path, m.lower()) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
@@ -364,9 +365,7 @@ def test_openapi_fuzzer_when_run_against_the_live_app_then_no_5xx_and_nothing_un
     ]
     basic_auth = basic("fuzz-client-5b2a", secret)
     schema = schemathesis.openapi.from_wsgi(OPENAPI_PATH, app, config=FUZZ_CONFIG)
-    deadline = time.monotonic() + FUZZ_BUDGET
     failures: list[str] = []
-    not_run: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
         headers = bearer if operation.path.startswith("/admin/") else basic_auth
@@ -374,10 +373,6 @@ def test_openapi_fuzzer_when_run_against_the_live_app_then_no_5xx_and_nothing_un
             (GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
             (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES),
         ):
-            if time.monotonic() > deadline:
-                not_run.append(f"{operation.label} ({mode.value})")
-                continue
-
             exercise = _fuzz(operation.as_strategy(generation_mode=mode), examples, headers)
             try:
                 exercise()
@@ -386,4 +381,3 @@ def test_openapi_fuzzer_when_run_against_the_live_app_then_no_5xx_and_nothing_un
             except Exception as exc:  # collect them all, then fail once
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
     assert not failures, "\n\n".join(failures)
-    assert not not_run, f"fuzzing budget exhausted before: {not_run}"

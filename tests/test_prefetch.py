@@ -169,3 +169,25 @@ STATEMENTS = {
     "lineage": lambda store: statements.LINEAGE,
     "lock_root": lambda store: store._sql.lock_txn_root,
 }
+
+
+def test_store_when_connection_reused_then_one_cursor_per_connection(
+    world: World,  # noqa: F811
+) -> None:
+    """The protocol store keeps its PostgreSQL cursor with the pooled connection, not per
+    request; a replaced connection gets a cursor of its own."""
+    engine = world.runtime.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite statements go through SQLAlchemy: no cursor of the store's own")
+    with engine.begin() as conn:
+        first = SqlStore(conn)._cursor
+        assert SqlStore(conn)._cursor is first
+    with engine.begin() as conn:
+        assert SqlStore(conn)._cursor is first
+        assert first.connection is conn.connection.driver_connection
+    engine.dispose()
+    with engine.begin() as conn:
+        fresh = SqlStore(conn)._cursor
+        assert fresh is not first and fresh.connection is conn.connection.driver_connection
+        now = world.clock.now()
+        assert SqlStore(conn).client("web", now) is not None

@@ -52,7 +52,12 @@ def bearer_token() -> str:
 
 def authenticate(conn: Connection, rt: Runtime, now: int) -> Admin:
     """The administrator behind the request's bearer token, or a 401."""
-    token = bearer_token()
+    return admin_of_token(bearer_token(), conn, rt, now)
+
+
+def admin_of_token(token: str, conn: Connection, rt: Runtime, now: int) -> Admin:
+    """The administrator ``token`` vouches for (the checks above), or a 401. The console
+    judges the token its sign-in obtains by the same rules."""
     store = SqlStore(conn)
 
     def refuse(reason: str) -> Exception:

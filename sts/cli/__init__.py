@@ -177,26 +177,47 @@ def keys_list(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--demo", is_flag=True, help="Migrate and seed a demo registry first (dev only).")
+@click.option(
+    "--dev-server",
+    is_flag=True,
+    help="Werkzeug's single-process threaded server instead of Granian (debugging).",
+)
 @handles_errors
-def serve(host: str, port: int, demo: bool) -> None:
-    """Run the development server (production: gunicorn, see config/gunicorn.conf.py)."""
-    from sts.web import create_app
-    from sts.web.devserver import PathOnlyRequestHandler
+def serve(host: str, port: int, demo: bool, dev_server: bool) -> None:
+    """Run the STS: Granian with STS_HTTP_WORKERS processes (see sts/web/server.py)."""
     from sts_demo.registry import seed_demo_registry
 
     settings = load_settings()
     if "STS_ISSUER" not in os.environ and settings.issuer == Settings().issuer:
-        # Development convenience: the issuer follows where the server actually listens.
+        # Development convenience: the issuer follows where the server actually listens. The
+        # workers read their settings from the environment, so it goes there too.
         settings = dataclasses.replace(settings, issuer=f"http://{host}:{port}").validate()
+        os.environ["STS_ISSUER"] = settings.issuer
     if demo or settings.demo_registry:
         if settings.is_production:
             raise click.ClickException("--demo is for development only")
         upgrade(settings.database_url)
         seed_demo_registry(settings, say)
-    app = create_app(settings)
-    say(f"Chain STS {settings.issuer} listening on http://{host}:{port}")
-    # Logs each request's path, never its query string (which may carry a token or secret).
-    app.run(host=host, port=port, threaded=True, request_handler=PathOnlyRequestHandler)
+    if dev_server:
+        from sts.web import create_app
+        from sts.web.devserver import PathOnlyRequestHandler
+
+        app = create_app(settings)
+        say(f"Chain STS {settings.issuer} listening on http://{host}:{port} (development server)")
+        # Logs each request's path, never its query string (which may carry a token or secret).
+        app.run(host=host, port=port, threaded=True, request_handler=PathOnlyRequestHandler)
+        return
+    from sts.runtime import build_runtime
+    from sts.web.server import production_server, workers_for
+
+    # Keys are checked (and development keys made) once here, not raced by every worker; the
+    # engine is only built, never connected, and each worker opens its own after the fork.
+    build_runtime(settings).engine.dispose()
+    say(
+        f"Chain STS {settings.issuer} listening on http://{host}:{port} "
+        f"({workers_for(settings)} worker{'s' if workers_for(settings) > 1 else ''})"
+    )
+    production_server(settings, host, port).serve()
 
 
 # Command groups that live in their own modules.

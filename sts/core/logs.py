@@ -44,6 +44,22 @@ def iso_time(created: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def access_facts(
+    method: str, path: str, status: int, seconds: float, request_id: str, sent: int
+) -> dict[str, Any]:
+    """The facts of one access-log record, whichever server wrote it: the path never carries
+    its query string (a misbehaving client may put a token there)."""
+    return {
+        "event": "http.access",
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "request_id": request_id,
+        "bytes": sent,
+    }
+
+
 def _facts(record: logging.LogRecord) -> dict[str, Any]:
     return {
         key: value

@@ -42,6 +42,13 @@ class SecretHasher:
         digest = hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
         return _PREFIX + digest
 
+    def derive(self, purpose: str) -> bytes:
+        """A key for ``purpose`` (e.g. signing the console's session cookies), derived from
+        this one: every STS process sharing the key directory derives the same, and none
+        of them ever stores or prints it."""
+        label = b"chain-sts derived key\x00" + purpose.encode("utf-8")
+        return hmac.new(self._key, label, hashlib.sha256).digest()
+
     def match(self, secret: str, credentials: Iterable[CredentialView]) -> CredentialView | None:
         """The credential whose hash matches ``secret``; every candidate is compared."""
         candidate = self.hash(secret)

@@ -114,6 +114,14 @@ class Settings:
     demo_registry: bool = False
     #: Production runs on PostgreSQL; an embedded SQLite file must be asked for explicitly.
     allow_sqlite_in_production: bool = False
+    #: Worker processes of ``sts serve``; 0 picks two per CPU on PostgreSQL, one on SQLite.
+    http_workers: int = 0
+    #: Seconds a client has to send a request's headers before its connection is closed.
+    http_header_timeout: int = 10
+    #: Seconds a client has to send a request's body; a slower one is answered 408.
+    http_body_timeout: int = 10
+    #: Keep connections open between requests (HTTP/1.1 keep-alive).
+    http_keepalive: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -177,6 +185,12 @@ class Settings:
             raise SettingsError("STS_TOKEN_TTL must not exceed STS_MAX_TOKEN_TTL")
         if not 0 < self.jwks_fetch_timeout < math.inf:
             raise SettingsError("STS_JWKS_FETCH_TIMEOUT must be a positive number of seconds")
+        if not 0 <= self.http_workers <= 64:
+            raise SettingsError("STS_HTTP_WORKERS must be between 0 (automatic) and 64")
+        if not 1 <= self.http_header_timeout <= 60:
+            raise SettingsError("STS_HTTP_HEADER_TIMEOUT must be between 1 and 60 seconds")
+        if not 1 <= self.http_body_timeout <= 300:
+            raise SettingsError("STS_HTTP_BODY_TIMEOUT must be between 1 and 300 seconds")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("STS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         try:

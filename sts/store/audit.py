@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from sts.store.models import AuditEvent
@@ -150,6 +150,51 @@ class AuditRepository:
         if event:
             query = query.where(AuditEvent.event == event)
         return self._run(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+
+    def recent_transactions(
+        self,
+        *,
+        subject: str | None,
+        party: str | None,
+        target: str | None,
+        decision: str | None,
+        since: int | None,
+        until: int | None,
+        limit: int,
+    ) -> list[str]:
+        """Transactions with an exchange event (issued or denied) matching every filter
+        given, the most recently active first. ``party`` is an NHI that acted or was the
+        target."""
+        query = select(AuditEvent.txn, func.max(AuditEvent.at).label("last")).where(
+            AuditEvent.txn.is_not(None), AuditEvent.decision.in_(("allowed", "denied"))
+        )
+        if subject:
+            query = query.where(AuditEvent.subject == subject)
+        if party:
+            query = query.where(or_(AuditEvent.client_id == party, AuditEvent.target == party))
+        if target:
+            query = query.where(AuditEvent.target == target)
+        if decision:
+            query = query.where(AuditEvent.decision == decision)
+        if since is not None:
+            query = query.where(AuditEvent.at >= since)
+        if until is not None:
+            query = query.where(AuditEvent.at <= until)
+        query = query.group_by(AuditEvent.txn).order_by(
+            func.max(AuditEvent.at).desc(), AuditEvent.txn
+        )
+        return [str(r.txn) for r in self._conn.execute(query.limit(limit))]
+
+    def exchange_events(self, txns: list[str], limit: int) -> list[EventRecord]:
+        """The issued and denied events of these transactions, oldest first."""
+        if not txns:
+            return []
+        return self._run(
+            select(AuditEvent)
+            .where(AuditEvent.txn.in_(txns), AuditEvent.decision.in_(("allowed", "denied")))
+            .order_by(AuditEvent.at, AuditEvent.id)
+            .limit(limit)
+        )
 
     def _run(self, query: Select[Any]) -> list[EventRecord]:
         return [_record(r) for r in self._conn.execute(query)]

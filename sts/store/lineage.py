@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 
 from sts.store.models import DelegationRule, IssuedToken, Nhi
@@ -97,3 +97,19 @@ class LineageRepository:
             .limit(limit)
         )
         return [_record(r) for r in rows]
+
+    def live_txns_of(self, client_id: str, now: int, limit: int) -> list[str]:
+        """Transactions holding an unrevoked, unexpired token that ``client_id`` acted in or
+        was addressed to, the most recently issued first."""
+        rows = self._conn.execute(
+            select(IssuedToken.txn, func.max(IssuedToken.issued_at).label("last"))
+            .where(
+                or_(IssuedToken.client_id == client_id, IssuedToken.target == client_id),
+                IssuedToken.revoked_at.is_(None),
+                IssuedToken.expires_at > now,
+            )
+            .group_by(IssuedToken.txn)
+            .order_by(func.max(IssuedToken.issued_at).desc(), IssuedToken.txn)
+            .limit(limit)
+        )
+        return [str(r.txn) for r in rows]

@@ -40,9 +40,15 @@ class SqlStore:
         #: Own tokens whose lineages :meth:`expect` announced, read at the first walk.
         self._expected_lineages: tuple[str, ...] = ()
         if conn.dialect.name == "postgresql":
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            self._cursor = driver.cursor(row_factory=namedtuple_row)
+            # One cursor per database connection, kept with it across requests (the pool's
+            # ``info`` is cleared when the connection is replaced), not one per request.
+            pooled = conn.connection
+            cursor = pooled.info.get("sts.cursor")
+            if cursor is None or cursor.closed or cursor.connection is not pooled.driver_connection:
+                driver = pooled.driver_connection
+                assert driver is not None
+                cursor = pooled.info["sts.cursor"] = driver.cursor(row_factory=namedtuple_row)
+            self._cursor = cursor
 
     def _run(self, stmt: Any, params: dict[str, Any]) -> list[Any]:
         if self._cursor is not None and any(

@@ -1,4 +1,5 @@
-"""The HTTP server's access log in the STS's own JSON format (:mod:`sts.core.logs`).
+"""gunicorn's access log in the STS's own JSON format (:mod:`sts.core.logs`); under
+``sts serve`` (Granian) the RSGI adapter writes the same records (:mod:`sts.web.rsgi`).
 
 gunicorn: ``logger_class = "sts.web.access_log.GunicornLogger"`` with
 ``logconfig_dict = logs.logging_config(...)`` (both in ``config/gunicorn.conf.py``). Each
@@ -9,27 +10,14 @@ nothing of the headers but the request id the STS answered with.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from gunicorn.glogging import Logger
 
+from sts.core.logs import access_facts
+
 #: Headers whose value is the request id the STS answered with.
 REQUEST_ID = "x-request-id"
-
-
-def access_facts(
-    method: str, path: str, status: int, duration: timedelta, request_id: str, sent: int
-) -> dict[str, Any]:
-    return {
-        "event": "http.access",
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": round(duration.total_seconds() * 1000, 3),
-        "request_id": request_id,
-        "bytes": sent,
-    }
 
 
 class GunicornLogger(Logger):  # type: ignore[misc]
@@ -47,7 +35,7 @@ class GunicornLogger(Logger):  # type: ignore[misc]
             environ.get("REQUEST_METHOD", "-"),
             environ.get("PATH_INFO", "-"),  # never RAW_URI: no query string
             int(status),
-            request_time,
+            request_time.total_seconds(),
             request_id,
             int(getattr(resp, "sent", 0) or 0),
         )

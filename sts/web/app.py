@@ -30,6 +30,7 @@ from sts.oauth.rfc8414 import (
 )
 from sts.runtime import Runtime, build_runtime, schema_ready
 from sts.store.db import is_unavailable
+from sts.web.console import init_app as init_console
 from sts.web.forms import FormEndpoints, failure, log_unavailable, request_id, run_in_transaction
 from sts.web.metrics import METRICS_PATH, metrics_view, start_listener
 from sts.web.source import request_source
@@ -162,4 +163,5 @@ def create_app(
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _handle_exception)
     init_admin_api(app)
+    init_console(app, rt)
     return app
