@@ -179,6 +179,9 @@ def test_store_when_connection_reused_then_one_cursor_per_connection(
     engine = world.runtime.engine
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite statements go through SQLAlchemy: no cursor of the store's own")
+    # One pooled connection: tests before this one may have left several in the pool (which
+    # hands them out in turn), and each has a cursor of its own.
+    engine.dispose()
     with engine.begin() as conn:
         first = SqlStore(conn)._cursor
         assert SqlStore(conn)._cursor is first
