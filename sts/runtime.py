@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import inspect
@@ -9,9 +10,9 @@ from sqlalchemy.engine import Engine
 
 from sts.core.clock import Clock, SystemClock
 from sts.core.jwks import JwksCache
-from sts.core.keys import KeyStore, generate_key
+from sts.core.keys import KeyFileError, KeyStore, generate_key
 from sts.core.secrets import SecretHasher, load_hash_key
-from sts.core.settings import Settings
+from sts.core.settings import Settings, SettingsError
 from sts.oauth.server import ChainAuthorizationServer
 from sts.store.db import create_engine
 
@@ -50,6 +51,19 @@ def build_runtime(
     engine = engine or create_engine(settings.database_url, hide_parameters=True)
     server = ChainAuthorizationServer(settings, keys, hasher, jwks_cache)
     return Runtime(settings, engine, keys, hasher, clock, server)
+
+
+def preflight() -> str | None:
+    """Why this STS cannot start (its settings, its signing keys, its credential hashing
+    key), in one line; ``None`` when it can. A server runs this once before its workers."""
+    try:
+        settings = Settings.load()
+        ensure_dev_keys(settings)
+        KeyStore.for_settings(settings).ring.signing_key(int(time.time()))
+        load_hash_key(settings.keys_dir, create=not settings.is_production)
+    except (SettingsError, KeyFileError) as exc:
+        return str(exc)
+    return None
 
 
 def schema_ready(engine: Engine) -> bool:

@@ -10,6 +10,7 @@ toolkit. Checked on the source text, so a violation fails before anything runs.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -142,14 +143,21 @@ def test_layers_when_every_layer_imports_only_below_then_nothing_is_named(
     assert violations(tmp_path) == []
 
 
+#: Optional extras whose libraries the code may import (guarded: the import is optional). The
+#: test tools' extra is not one: the server never imports them.
+OPTIONAL_EXTRAS = ("otel", "flask")
+
+
 def declared_distributions() -> set[str]:
-    """The distributions the server declares (its own requirements and the SDK's)."""
+    """The distributions the server declares (its own requirements and the SDK's, and those
+    of the optional extras the code imports behind a guard)."""
     from importlib.metadata import requires
 
     names = set()
     for dist in ("chain-sts", "chain-sts-client"):
         for requirement in requires(dist) or []:
-            if "extra ==" in requirement:
+            extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
+            if extra is not None and extra.group(1) not in OPTIONAL_EXTRAS:
                 continue
             name = requirement.split(";")[0].split("[")[0]
             for sep in "<>=!~ ":
@@ -175,3 +183,27 @@ def test_dependencies_when_a_library_is_imported_then_it_is_declared() -> None:
             if not dists & declared:
                 undeclared.add(f"{path.relative_to(ROOT)}: {top}")
     assert sorted(undeclared) == []
+
+
+def test_dependencies_when_only_the_test_extra_declares_a_library_then_it_is_not_declared(
+) -> None:
+    declared = declared_distributions()
+    assert {"opentelemetry-api", "opentelemetry-sdk", "prometheus-client", "pyyaml"} <= declared
+    assert "pytest" not in declared and "hypothesis" not in declared
+
+
+def test_optional_imports_when_read_then_never_at_module_level_unguarded() -> None:
+    """opentelemetry is an optional extra: no module imports it at its top level outside a
+    ``try`` (the one that does handles ``ImportError``; the rest import it in functions
+    reached only once it imported), so the server runs without the extra."""
+    for path in ROOT.glob("sts/**/*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.startswith("opentelemetry") for n in names), (
+                f"{path.relative_to(ROOT)}:{node.lineno} imports opentelemetry unguarded"
+            )

@@ -132,7 +132,7 @@ def test_cli_when_admin_flow_then_every_step_succeeds(any_cli: Cli) -> None:
 
     key = cli.json("keys", "generate")
     assert key["alg"] == "ES256" and KID.match(key["kid"])
-    assert [k["status"] for k in cli.json("keys", "list")] == ["signing"]
+    assert [k["status"] for k in cli.json("keys", "list")["items"]] == ["signing"]
 
     created = create(
         cli, "web", "--owner", "o", "--scope", "a b", "--resource", "https://x.test/api"
@@ -162,7 +162,7 @@ def test_cli_when_admin_flow_then_every_step_succeeds(any_cli: Cli) -> None:
         "issuer", "add", "https://idp.example.test", "--jwks", str(jwks), "--audience", "sts"
     )
     assert added["issuer"] == "https://idp.example.test" and added["kids"] == ["idp-1"]
-    assert cli.json("issuer", "list") == [added]
+    assert cli.json("issuer", "list")["items"] == [added]
 
     cli.run("nhi", "create", "web", "--kind", "agent", code=2)
 
@@ -224,7 +224,7 @@ def test_keys_list_when_rotated_then_staged_signing_published_and_retired(cli: C
     current = generate_key(cli.keys_dir, "ES256", now=now - 1_000)
     newest = cli.json("keys", "generate", "--alg", "EdDSA")
     assert (newest["status"], newest["signs_at"]) == ("staged", newest["created_at"] + 600)
-    listed = cli.json("keys", "list")
+    listed = cli.json("keys", "list")["items"]
     retire_after = 3600 + 30  # max_token_ttl + leeway
     assert [(k["kid"], k["status"], k["signs_at"], k["retires_at"]) for k in listed] == [
         # Published at once, signing once every verifier can have fetched it.
@@ -319,7 +319,7 @@ def test_nhi_create_when_jwks_holds_private_key_then_refused(cli: Cli) -> None:
 def test_nhi_create_when_duplicate_name_then_exit_2_with_message(cli: Cli) -> None:
     create(cli)
     result = cli.run("nhi", "create", "web", "--kind", "service", code=2)
-    assert result.stderr == "error (conflict): an NHI named 'web' already exists\n"
+    assert result.stderr == "error (conflict): an NHI with this name exists with other attributes\n"
     assert result.stdout == ""
     assert cli.json("nhi", "list")["total"] == 1
 
@@ -492,7 +492,7 @@ def test_issuer_add_when_jwks_file_then_listed(cli: Cli) -> None:
         "https://other.example.test/jwks",
     )
     assert uri["jwks_uri"] == "https://other.example.test/jwks" and uri["audiences"] == []
-    assert cli.json("issuer", "list") == [added, uri]
+    assert cli.json("issuer", "list")["items"] == [added, uri]
     assert cli.run("issuer", "list").stdout == (
         "https://idp.example.test  active  inline JWKS\n"
         "https://other.example.test  active  https://other.example.test/jwks\n"
@@ -514,7 +514,7 @@ def test_issuer_add_when_jwks_holds_private_key_then_refused(cli: Cli) -> None:
         code=2,
     )
     assert "public keys only" in result.stderr
-    assert cli.json("issuer", "list") == []
+    assert cli.json("issuer", "list")["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -528,7 +528,7 @@ def test_issuer_add_when_jwks_holds_private_key_then_refused(cli: Cli) -> None:
 )
 def test_issuer_add_when_bad_input_then_exit_2(cli: Cli, args, message) -> None:
     assert message in cli.run("issuer", "add", *args, code=2).stderr
-    assert cli.json("issuer", "list") == []
+    assert cli.json("issuer", "list")["items"] == []
 
 
 def test_issuer_add_when_not_json_file_then_exit_2(cli: Cli) -> None:
@@ -540,10 +540,16 @@ def test_issuer_add_when_not_json_file_then_exit_2(cli: Cli) -> None:
     )
 
 
-def test_issuer_add_when_duplicate_then_exit_2(cli: Cli) -> None:
+def test_issuer_add_when_repeated_then_same_answer_and_other_settings_exit_2(cli: Cli) -> None:
     args = ("issuer", "add", "https://idp.example.test", "--jwks-uri", "https://x.test/j")
-    cli.run(*args)
-    assert "already trusted" in cli.run(*args, code=2).stderr
+    first = cli.json(*args)
+    assert cli.json(*args) == first  # idempotent, as the admin API's 200
+    assert cli.run(*args).stdout.endswith("already trusted with these settings: nothing changed\n")
+    other = cli.run(*args[:-1], "https://y.test/j", code=2)
+    assert other.stderr == (
+        "error (conflict): this issuer is already trusted with other settings\n"
+    )
+    assert cli.json("issuer", "list")["items"] == [first]
 
 
 # -- serve (what `make run` runs) -------------------------------------------------------------

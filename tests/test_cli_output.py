@@ -109,7 +109,7 @@ def test_audit_list_when_client_id_carries_control_characters_then_one_escaped_l
     assert len(out) == 1
     assert EVIL_SHOWN in out[0]
     assert out[0].split()[1:3] == ["token.denied", "denied"]
-    (event,) = json.loads(sts("audit", "list", "--json").stdout)
+    (event,) = json.loads(sts("audit", "list", "--json").stdout)["items"]
     assert event["client_id"] == EVIL
 
 

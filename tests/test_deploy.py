@@ -4,7 +4,9 @@ together in a real gunicorn process."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import runpy
 import socket
 import subprocess
@@ -197,6 +199,98 @@ def test_gunicorn_when_started_with_conf_then_serves_ready_sts(gunicorn):
         assert b'"issuer": "https://sts.example.test"' in resp.read()
     time.sleep(0.3)  # the access log line is written after the response
     text = log.read_text()
-    assert '"GET /readyz HTTP/1.1" 200' in text
+    records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    (access,) = [r for r in records if r.get("event") == "http.access" and r["path"] == "/readyz"]
+    assert {k: access[k] for k in ("logger", "method", "path", "status")} == {
+        "logger": "gunicorn.access", "method": "GET", "path": "/readyz", "status": 200}  # fmt: skip
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", access["time"])
+    assert re.fullmatch(r"[0-9a-f]{16}", access["request_id"])
+    assert access["duration_ms"] >= 0
     assert "abc123" not in text
     assert text.count("Booting worker") == 2
+
+
+def test_gunicorn_when_keys_missing_then_one_line_before_any_worker(sts_env, tmp_path):
+    env = {
+        **os.environ,
+        "STS_ENV": "production",
+        "STS_ALLOW_SQLITE_IN_PRODUCTION": "true",
+        "STS_ISSUER": "https://sts.example.test",
+        "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [str(GUNICORN), "-c", str(GUNICORN_CONF)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Chain STS cannot start: ")
+    assert "key directory does not exist" in lines[-1]
+    assert "Traceback" not in done.stderr and "Booting worker" not in done.stderr
+
+
+# -- the image --------------------------------------------------------------------------------
+DOCKERFILE = ROOT / "Dockerfile"
+ENTRYPOINT = ROOT / "config" / "docker-entrypoint.sh"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def test_dockerfile_when_read_then_wheels_non_root_healthcheck_and_waiting_entrypoint():
+    steps = instructions()
+    froms = [rest for word, rest in steps if word == "FROM"]
+    assert len(froms) == 2 and froms[0].endswith(" AS build")  # multi-stage
+    build = steps[: [w for w, _ in steps].index("FROM", 1)]
+    run = steps[len(build):]  # fmt: skip
+    assert any(w == "RUN" and "pip wheel --wheel-dir /wheels" in r for w, r in build)
+    assert ("COPY", "--from=build /wheels /wheels") in run
+    installs = [r for w, r in run if w == "RUN" and "pip install" in r]
+    assert installs == ["pip install --no-index --find-links /wheels chain-sts && rm -rf /wheels"]
+    assert not any(w == "COPY" and r.startswith("sts ") for w, r in run)  # no sources
+    users = [r for w, r in run if w == "USER"]
+    assert users == ["sts"]
+    order = [w for w, _ in run]
+    assert order.index("USER") < order.index("ENTRYPOINT")
+    assert any(w == "HEALTHCHECK" and "/healthz" in r for w, r in run)
+    assert ("ENTRYPOINT", '["/app/config/docker-entrypoint.sh"]') in run
+    assert ("CMD", '["sts", "serve", "--host", "0.0.0.0", "--port", "8000"]') in run
+    env = " ".join(r for w, r in run if w == "ENV")
+    assert "PROMETHEUS_MULTIPROC_DIR=/app/var/metrics" in env
+
+
+def test_entrypoint_when_run_then_waits_for_the_database_checks_keys_and_execs(tmp_path):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "sts"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "sts $*" >> {calls}\n')
+    fake.chmod(0o755)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_123.db").write_bytes(b"stale")
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+           "DB_WAIT_SECONDS": "30"}  # fmt: skip
+    done = subprocess.run(
+        ["/bin/sh", str(ENTRYPOINT), "/bin/sh", "-c", f"echo server >> {calls}"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == ["sts db upgrade --wait 30", "sts keys check",
+                                              "server"]  # fmt: skip
+    assert list(metrics.iterdir()) == []
+    assert os.access(ENTRYPOINT, os.X_OK)
+    failing = fake.parent / "sts"
+    failing.write_text("#!/bin/sh\necho 'Error: database error: down' >&2\nexit 1\n")
+    stopped = subprocess.run(
+        ["/bin/sh", str(ENTRYPOINT), "/bin/sh", "-c", f"echo server >> {calls}"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert (stopped.returncode, stopped.stderr) == (1, "Error: database error: down\n")

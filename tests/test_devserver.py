@@ -4,6 +4,7 @@ the development server (``--dev-server``) alike."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -85,6 +86,13 @@ def test_serve_when_query_string_carries_a_secret_then_the_log_has_the_path_only
     assert resp.status_code == 404
     log = server.stop()
     assert SECRET not in log
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    access = [r for r in records if r.get("event") == "http.access"]
+    if access:  # sts serve: the STS's JSON access records (method, path, status, request id)
+        assert {(r["method"], r["path"], r["status"]) for r in access} >= {
+            ("GET", "/healthz", 200), ("GET", "/no-such-path", 404)}  # fmt: skip
+        assert all(r["request_id"] for r in access)
+        return
     (healthz,) = [line for line in request_lines(log, '"GET /healthz') if "200" in line
                   and "HTTP/1.1" in line][-1:]  # fmt: skip
     assert '"GET /healthz HTTP/1.1" 200' in healthz

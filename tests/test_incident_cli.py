@@ -185,7 +185,7 @@ def test_audit_show_when_both_jti_and_txn_then_exit_2(world: World, sts: Any) ->
 def test_audit_list_when_decision_denied_then_only_denials(
     world: World, denied: dict[str, Any], sts: Any
 ) -> None:
-    events = as_json(sts, "audit", "list", "--decision", "denied")
+    events = as_json(sts, "audit", "list", "--decision", "denied")["items"]
 
     assert len(events) == 1
     assert events[0]["decision"] == "denied"
@@ -198,7 +198,7 @@ def test_audit_list_when_actor_web_then_only_web_events_newest_first(
     world: World, denied: dict[str, Any], sts: Any
 ) -> None:
     assert world.direct is not None
-    events = as_json(sts, "audit", "list", "--actor", "web")
+    events = as_json(sts, "audit", "list", "--actor", "web")["items"]
 
     assert {e["client_id"] for e in events} == {"web"}
     issued = {e["jti"] for e in events if e["event"] == "token.issued"}
@@ -211,9 +211,11 @@ def test_audit_list_when_actor_web_then_only_web_events_newest_first(
 def test_audit_list_when_subject_and_decision_filters_then_they_combine(
     world: World, denied: dict[str, Any], sts: Any
 ) -> None:
-    bob = as_json(sts, "audit", "list", "--subject", "bob", "--decision", "allowed")
-    alice_denied = as_json(sts, "audit", "list", "--subject", "alice", "--decision", "denied")
-    later = as_json(sts, "audit", "list", "--since", str(world.clock.now() + 1))
+    bob = as_json(sts, "audit", "list", "--subject", "bob", "--decision", "allowed")["items"]
+    alice_denied = as_json(
+        sts, "audit", "list", "--subject", "alice", "--decision", "denied"
+    )["items"]
+    later = as_json(sts, "audit", "list", "--since", str(world.clock.now() + 1))["items"]
 
     assert len(bob) == 4  # three hops and the direct token
     assert {(e["subject"], e["decision"]) for e in bob} == {("bob", "allowed")}
@@ -224,7 +226,9 @@ def test_audit_list_when_subject_and_decision_filters_then_they_combine(
 def test_audit_list_when_since_is_iso_time_then_accepted(
     world: World, denied: dict[str, Any], sts: Any
 ) -> None:
-    events = as_json(sts, "audit", "list", "--since", "2000-01-01T00:00:00Z", "--limit", "2")
+    events = as_json(
+        sts, "audit", "list", "--since", "2000-01-01T00:00:00Z", "--limit", "2"
+    )["items"]
     assert len(events) == 2
 
     result = sts("audit", "list", "--since", "yesterday", code=2)
@@ -292,7 +296,7 @@ def test_revoke_nhi_when_compromised_then_every_chain_through_it_dies(
     story = as_json(sts, "audit", "show", "--txn", world.chains["bob"].txn)
     [rev] = story["revocations"]
     assert (rev["kind"], rev["target"], rev["reason"]) == ("nhi", "agent", "compromised")
-    [event] = as_json(sts, "audit", "list", "--event", "admin.revoke.nhi")
+    [event] = as_json(sts, "audit", "list", "--event", "admin.revoke.nhi")["items"]
     assert event["detail"]["reason"] == "compromised" and event["detail"]["tokens"] == 9
 
 
@@ -421,7 +425,7 @@ def test_gc_when_lineage_expired_then_rows_go_but_audit_still_tells_the_story(
     assert {h["status"] for h in after["hops"]} == {"expired"}
     by_jti = as_json(sts, "audit", "show", "--jti", chain.hops[1].jti)
     assert by_jti["txn"] == chain.txn and by_jti["denied"] == before["denied"]
-    denials = as_json(sts, "audit", "list", "--decision", "denied")
+    denials = as_json(sts, "audit", "list", "--decision", "denied")["items"]
     assert [e["txn"] for e in denials] == [chain.txn]
     assert "initiated by alice" in sts("audit", "show", "--txn", chain.txn).stdout
     again = as_json(sts, "gc", "--retention-days", "0")

@@ -182,7 +182,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_keys_generate_when_a_key_signs_then_the_new_one_is_staged(clean_env):
     first = json.loads(sts(clean_env, "keys", "generate", "--json").stdout)
     out = sts(clean_env, "keys", "generate").stdout
-    listed = json.loads(sts(clean_env, "keys", "list", "--json").stdout)
+    listed = json.loads(sts(clean_env, "keys", "list", "--json").stdout)["items"]
     new = listed[0]
     assert [(k["kid"], k["status"]) for k in listed] == [
         (new["kid"], "staged"), (first["kid"], "signing")]  # fmt: skip
@@ -206,7 +206,7 @@ def test_keys_generate_when_now_then_it_signs_at_once_and_the_old_key_stays_publ
     urgent = json.loads(sts(clean_env, "keys", "generate", "--now", "--json").stdout)
     assert urgent["kid"].endswith("-now")
     assert (urgent["status"], urgent["signs_at"]) == ("signing", urgent["created_at"])
-    listed = json.loads(sts(clean_env, "keys", "list", "--json").stdout)
+    listed = json.loads(sts(clean_env, "keys", "list", "--json").stdout)["items"]
     assert [(k["kid"], k["status"], k["retires_at"]) for k in listed] == [
         (urgent["kid"], "signing", None),
         (first.kid, "published", urgent["created_at"] + RETIRE_AFTER),

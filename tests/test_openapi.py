@@ -331,6 +331,39 @@ def test_openapi_document_when_every_operation_called_then_responses_match(
         client.post("/revoke", data={"token": at}, headers=basic("web", secrets["web"])),
     )
     contract.check("/revoke", "post", client.post("/revoke", data={"token": at}))
+    # lifecycle
+    rid = rule["id"]
+    admin("post", "/nhis/agent/update", "/nhis/{name}/update", {"owner": "team"})
+    admin("post", "/nhis/ghost/update", "/nhis/{name}/update", {"owner": "team"})
+    admin("post", "/nhis/web/update", "/nhis/{name}/update", {"sub": "agent"})
+    admin("post", "/nhis/web/update", "/nhis/{name}/update", {"kind": "robot"})
+    body = {"actor": "web", "targets": ["agent"], "scope": "a b"}
+    admin("post", f"/rules/{rid}/update", "/rules/{rule_id}/update", body)
+    admin("post", "/rules/rule_none/update", "/rules/{rule_id}/update", body)
+    admin("post", f"/rules/{rid}/enable", "/rules/{rule_id}/enable")
+    admin("post", "/nhis/agent/delete", "/nhis/{name}/delete")
+    admin("post", f"/rules/{rid}/delete", "/rules/{rule_id}/delete", {"reason": "done"})
+    admin("post", "/rules/rule_none/delete", "/rules/{rule_id}/delete")
+    admin("post", "/nhis/agent/delete?revoke=maybe", "/nhis/{name}/delete")
+    admin("post", "/nhis/agent/delete?revoke=true", "/nhis/{name}/delete")
+    admin("post", "/nhis/agent/delete", "/nhis/{name}/delete")
+    iss = "/issuers/https%3A%2F%2Fidp.example.test"
+    admin("post", iss + "/update", "/issuers/{issuer}/update", {"audiences": ["web", "api"]})
+    admin("post", iss + "/update", "/issuers/{issuer}/update", {"algorithms": ["HS256"]})
+    admin("post", iss + "/disable", "/issuers/{issuer}/disable", {"reason": "breach"})
+    admin("post", iss + "/enable", "/issuers/{issuer}/enable")
+    admin("post", iss + "/remove", "/issuers/{issuer}/remove")
+    admin("post", iss + "/enable", "/issuers/{issuer}/enable")
+    exported = admin("get", "/registry", "/registry")
+    plan = admin("post", "/registry/apply?dry_run=true", "/registry/apply", exported)
+    assert plan["changes"] == [] and plan["dry_run"] is True
+    admin("post", "/registry/apply", "/registry/apply", {"version": 2})
+    admin("post", "/registry/apply?prune=yes", "/registry/apply", exported)
+    # metrics: the text format, or an OAuth error
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200 and scraped.mimetype == "text/plain"
+    contract.seen.add(("/metrics", "get", "200"))
+    contract.check("/metrics", "get", client.get("/metrics"))
     # refused callers
     contract.check(A + "/nhis", "get", client.get(A + "/nhis"))
     auditor = Api(client, token_for(client, ops, scope="sts:audit"))

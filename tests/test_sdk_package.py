@@ -51,6 +51,7 @@ def test_distribution_when_installed_then_it_requires_only_pyjwt_joserfc_request
         ("joserfc", ""),
         ("requests", ""),
         ("flask", 'extra == "flask"'),
+        ("opentelemetry-api", 'extra == "otel"'),
     }
     assert {str(r) for r in map(Requirement, requires("chain-sts-client") or [])
             if r.name.lower() == "pyjwt"} == {"pyjwt[crypto]<3,>=2.9"}

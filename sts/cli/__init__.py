@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from sts.cli.admin import admin
 from sts.cli.delegation import chain, rule
 from sts.cli.incident import audit, gc, revoke
+from sts.cli.manifest import registry_group
 from sts.cli.policy import policy_group
 from sts.cli.registry import issuer, nhi
 from sts.cli.ssf import ssf
@@ -32,10 +35,14 @@ from sts.cli.token import token_group
 from sts.core.keys import KeyStore, generate_key
 from sts.core.secrets import load_hash_key
 from sts.core.settings import SIGNING_ALGORITHMS, Settings
+from sts.store.db import database_host, is_unavailable
 from sts.store.migrate import upgrade
 
 
-@click.group(cls=StsGroup)
+@click.group(cls=StsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="chain-sts", prog_name="sts", message="%(prog)s (Chain STS) %(version)s"
+)
 def main() -> None:
     """Chain STS: OAuth 2.0 token exchange with identity chaining."""
 
@@ -47,11 +54,34 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.IntRange(0, 3600),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for the database to accept connections (a container starting "
+    "beside it) before giving up.",
+)
 @json_option
 @handles_errors
-def db_upgrade(as_json: bool) -> None:
+def db_upgrade(wait_seconds: int, as_json: bool) -> None:
     """Migrate the registry schema to the newest revision."""
-    revision = upgrade(load_settings().database_url)
+    url = load_settings().database_url
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            revision = upgrade(url)
+            break
+        except DBAPIError as exc:
+            if not is_unavailable(exc) or time.monotonic() >= deadline:
+                raise
+            # One line per try: where, and the error's class (never the URL's credentials).
+            say(
+                f"waiting for the database at {database_host(url)} ({type(exc.orig).__name__})",
+                err=True,
+            )
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
     emit(as_json, {"revision": revision}, lambda: say(f"database at revision {revision}"))
 
 
@@ -100,6 +130,19 @@ def keys_generate(alg: str | None, immediate: bool, as_json: bool) -> None:
     emit(as_json, data, lambda: say(f"generated {key.alg} key {key.kid} (published; {when})"))
 
 
+@keys.command("check")
+@json_option
+@handles_errors
+def keys_check(as_json: bool) -> None:
+    """Check that the key directory can serve: a signing key and the credential hashing
+    key (what a production start needs; a container runs this before its server)."""
+    settings = load_settings()
+    key = KeyStore.for_settings(settings).ring.signing_key(now_seconds())
+    load_hash_key(settings.keys_dir, create=False)
+    data = {"kid": key.kid, "alg": key.alg, "keys_dir": str(settings.keys_dir)}
+    emit(as_json, data, lambda: say(f"keys ready: {key.kid} signs ({key.alg})"))
+
+
 @keys.command("list")
 @json_option
 @handles_errors
@@ -129,7 +172,7 @@ def keys_list(as_json: bool) -> None:
             }.get(status, "")
             say(f"{k.kid}  {k.alg:6}  {iso_time(k.created_at)}  {status}{when}")
 
-    emit(as_json, rows, human)
+    emit(as_json, {"items": rows, "total": len(rows)}, human)
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -181,7 +224,20 @@ def serve(host: str, port: int, demo: bool, dev_server: bool) -> None:
 
 
 # Command groups that live in their own modules.
-for group in (nhi, issuer, rule, chain, revoke, audit, gc, admin, policy_group, token_group, ssf):
+for group in (
+    nhi,
+    issuer,
+    rule,
+    chain,
+    revoke,
+    audit,
+    gc,
+    admin,
+    policy_group,
+    token_group,
+    ssf,
+    registry_group,
+):
     main.add_command(group)
 
 from sts_demo.run import demo  # noqa: E402

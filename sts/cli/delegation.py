@@ -93,9 +93,10 @@ def rule_create(
     require_dpop: bool,
     as_json: bool,
 ) -> None:
-    """Allow ACTOR to act for SUBJECT toward TARGET(s)."""
+    """Allow ACTOR to act for SUBJECT toward TARGET(s). An enabled rule saying exactly the
+    same is answered instead of a duplicate (as the admin API does)."""
     with open_store() as store:
-        created = rules.create_rule(
+        found, created = rules.ensure_rule(
             store,
             actor=actor,
             targets=list(targets),
@@ -110,7 +111,13 @@ def rule_create(
             now=now_seconds(),
             admin=administrator(),
         )
-    emit(as_json, created, lambda: _print_rule(created))
+
+    def human() -> None:
+        if not created:
+            say("(an enabled rule says exactly this: nothing changed)")
+        _print_rule(found)
+
+    emit(as_json, found, human)
 
 
 @rule.command("list")
@@ -164,6 +171,82 @@ def rule_disable(rule_id: str, reason: str, as_json: bool) -> None:
             store, rule_id, now=now_seconds(), admin=administrator(), reason=reason
         )
     emit(as_json, found, lambda: say(f"{rule_id} disabled"))
+
+
+@rule.command("enable", context_settings=TAKES_IDS)
+@click.argument("rule_id")
+@json_option
+@handles_errors
+def rule_enable(rule_id: str, as_json: bool) -> None:
+    """Enable a disabled rule (new exchanges only; what it minted stays revoked)."""
+    with open_store() as store:
+        found = rules.enable_rule(store, rule_id, now=now_seconds(), admin=administrator())
+    emit(as_json, found, lambda: say(f"{rule_id} enabled"))
+
+
+@rule.command("update", context_settings=TAKES_IDS)
+@click.argument("rule_id")
+@click.option("--actor", default=None)
+@click.option("--target", "targets", multiple=True, help="Replaces the targets.")
+@click.option("--scope", default=None)
+@click.option("--subject", default=None, help="any | SUB | issuer:ISS | kind:KIND")
+@click.option("--subject-issuer", default=None)
+@click.option("--upstream", default=None)
+@click.option("--max-depth", type=click.IntRange(1, 32), default=None)
+@click.option("--max-ttl", type=click.IntRange(1, rules.MAX_TTL), default=None)
+@click.option("--expires", default=None, help="ISO 8601 expiry of the rule itself.")
+@json_option
+@handles_errors
+def rule_update(
+    rule_id: str,
+    actor: str | None,
+    targets: tuple[str, ...],
+    scope: str | None,
+    subject: str | None,
+    subject_issuer: str | None,
+    upstream: str | None,
+    max_depth: int | None,
+    max_ttl: int | None,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Change what a rule says; what is not given stays (its id and status too)."""
+    now = now_seconds()
+    rules.parse_expiry(expires, now)  # a bad value is named before the rule is looked up
+    with open_store() as store:
+        cur = rules.get_rule(store, rule_id)
+        found, changed = rules.update_rule(
+            store,
+            rule_id,
+            actor=actor or cur["actor"],
+            targets=list(targets) or cur["targets"],
+            scope=cur["scope"] if scope is None else scope,
+            subject=subject or cur["subject"],
+            subject_issuer=subject_issuer or (None if subject else cur["subject_issuer"]),
+            upstream=upstream or cur["upstream"],
+            max_depth=cur["max_depth"] if max_depth is None else max_depth,
+            max_ttl=cur["max_ttl"] if max_ttl is None else max_ttl,
+            expires=expires or (iso_time(cur["expires_at"]) if cur["expires_at"] else None),
+            now=now,
+            admin=administrator(),
+        )
+    said = f"{rule_id} updated" if changed else f"{rule_id}: nothing changed"
+    emit(as_json, {**found, "changed": changed}, lambda: say(said))
+
+
+@rule.command("delete", context_settings=TAKES_IDS)
+@click.argument("rule_id")
+@click.option("--reason", default="")
+@json_option
+@handles_errors
+def rule_delete(rule_id: str, reason: str, as_json: bool) -> None:
+    """Remove a rule; every live token it minted is revoked first, with its descendants."""
+    with open_store() as store:
+        done = rules.delete_rule(
+            store, rule_id, now=now_seconds(), admin=administrator(), reason=reason
+        )
+    tokens = done["revoked_tokens"]
+    emit(as_json, done, lambda: say(f"{rule_id} deleted; {tokens} token(s) revoked"))
 
 
 @click.group()

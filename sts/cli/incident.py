@@ -267,12 +267,25 @@ AUDIT_COLUMNS = (
 )
 
 
+def _known_event(value: str | None) -> str | None:
+    if value is not None and value not in audit_service.EVENTS:
+        raise click.BadParameter(
+            f"unknown event {value!r} (e.g. token.issued, token.denied, admin.revoke.nhi)"
+        )
+    return value
+
+
 @audit.command("list")
 @click.option("--actor", default=None, help="Client that made the request.")
 @click.option("--subject", default=None)
 @click.option("--since", default=None, help="ISO 8601 time or epoch seconds.")
 @click.option("--decision", type=click.Choice(["allowed", "denied", "done"]), default=None)
-@click.option("--event", default=None, help="e.g. token.issued, token.denied, admin.revoke.nhi")
+@click.option(
+    "--event",
+    default=None,
+    callback=lambda _ctx, _param, value: _known_event(value),
+    help="e.g. token.issued, token.denied, admin.revoke.nhi",
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @json_option
 @handles_errors
@@ -309,7 +322,7 @@ def audit_list(
             cells = (f"{v:{w}}" for v, (_, w) in zip(values, AUDIT_COLUMNS, strict=True))
             say(" ".join(cells) + " " + _what(e))
 
-    emit(as_json, events, human)
+    emit(as_json, {"items": events, "total": len(events)}, human)
 
 
 @click.command()

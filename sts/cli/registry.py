@@ -21,6 +21,7 @@ from sts.cli.support import (
     say,
     secret_hasher,
 )
+from sts.core.domain import KINDS
 from sts.services import credentials, issuers, nhis
 from sts.services.fields import load_jwks_text
 
@@ -50,7 +51,7 @@ def _print_nhi(view: nhis.NhiView) -> None:
 
 @nhi.command("create")
 @click.argument("name")
-@click.option("--kind", required=True, type=click.Choice(["service", "agent", "workload"]))
+@click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option("--owner", default="", help="Accountable owner (team or person).")
 @click.option("--sub", default=None, help="Subject in tokens (default: the name).")
 @click.option("--scope", default="", help="Scopes it may request for itself, space-separated.")
@@ -82,11 +83,13 @@ def nhi_create(
     jwks_uri: str | None,
     as_json: bool,
 ) -> None:
-    """Register an NHI; prints its client_id and, once, its generated secret."""
+    """Register an NHI; prints its client_id and, once, its generated secret. Repeated with
+    the same attributes it changes nothing and answers the same (without a secret), as the
+    admin API does; with other attributes it is refused."""
     settings = load_settings()
     jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
     with open_store() as store:
-        view, secret = nhis.create_nhi(
+        view, secret, created = nhis.ensure_nhi(
             store,
             secret_hasher(settings),
             name=name,
@@ -110,6 +113,8 @@ def nhi_create(
 
     def human() -> None:
         say(f"client_id:     {view.client_id}")
+        if not created:
+            say("(already registered with these attributes: nothing changed)")
         if secret:
             say(f"client_secret: {secret}")
             say("(the secret is shown only once; store it now)")
@@ -118,7 +123,7 @@ def nhi_create(
 
 
 @nhi.command("list")
-@click.option("--kind", default=None)
+@click.option("--kind", default=None, type=click.Choice(KINDS))
 @click.option("--status", default=None, type=click.Choice(["active", "disabled"]))
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--offset", default=0, type=click.IntRange(0, MAX_OFFSET))
@@ -174,6 +179,90 @@ def nhi_enable(name: str, as_json: bool) -> None:
             store, name, status="active", reason="", now=now_seconds(), admin=administrator()
         )
     emit(as_json, view.as_dict(), lambda: say(f"{name} enabled"))
+
+
+@nhi.command("update", context_settings=TAKES_IDS)
+@click.argument("name")
+@click.option("--kind", default=None, type=click.Choice(KINDS))
+@click.option("--owner", default=None)
+@click.option("--sub", default=None)
+@click.option("--scope", default=None, help="Scopes it may request for itself (replaces).")
+@click.option("--grant", "grants", multiple=True, help="Allowed grant (replaces the list).")
+@click.option("--resource", "resources", multiple=True, help="Resource URI (replaces the list).")
+@click.option("--no-resources", is_flag=True, help="Remove every resource URI.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="New public JWKS (replaces its live keys; secrets stay).",
+)
+@click.option("--jwks-uri", default=None, help="New JWKS URL (replaces its live keys).")
+@json_option
+@handles_errors
+def nhi_update(
+    name: str,
+    kind: str | None,
+    owner: str | None,
+    sub: str | None,
+    scope: str | None,
+    grants: tuple[str, ...],
+    resources: tuple[str, ...],
+    no_resources: bool,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Change an NHI's attributes or keys; what is not given stays."""
+    if no_resources and resources:
+        raise click.UsageError("--resource and --no-resources exclude each other")
+    jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
+    with open_store() as store:
+        view, changed = nhis.update_nhi(
+            store,
+            name,
+            now=now_seconds(),
+            admin=administrator(),
+            kind=kind,
+            owner=owner,
+            sub=sub,
+            scope=scope,
+            grants=list(grants) or None,
+            resources=[] if no_resources else (list(resources) or None),
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+        )
+    said = f"{name} updated: {', '.join(changed)}" if changed else f"{name}: nothing changed"
+    emit(as_json, {**view.as_dict(), "changed": changed}, lambda: say(said))
+
+
+@nhi.command("delete", context_settings=TAKES_IDS)
+@click.argument("name")
+@click.option(
+    "--revoke",
+    "revoke_live",
+    is_flag=True,
+    help="Revoke the live tokens it acted in or was addressed to (else: refused while any).",
+)
+@click.option("--reason", default="")
+@json_option
+@handles_errors
+def nhi_delete(name: str, revoke_live: bool, reason: str, as_json: bool) -> None:
+    """Remove an NHI and its credentials (the lineage and audit trail keep its name)."""
+    with open_store() as store:
+        done = nhis.delete_nhi(
+            store,
+            name,
+            now=now_seconds(),
+            admin=administrator(),
+            revoke=revoke_live,
+            reason=reason,
+        )
+    tokens = done["revoked_tokens"]
+    emit(
+        as_json,
+        done,
+        lambda: say(f"{name} deleted" + (f"; {tokens} token(s) revoked" if tokens else "")),
+    )
 
 
 @nhi.group("secret")
@@ -248,7 +337,7 @@ def issuer_add(
     """Trust an external issuer's JWTs as subject tokens."""
     jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
     with open_store() as store:
-        data = issuers.add_issuer(
+        data, created = issuers.ensure_issuer(
             store,
             issuer=iss,
             jwks=jwks,
@@ -259,7 +348,8 @@ def issuer_add(
             now=now_seconds(),
             admin=administrator(),
         )
-    emit(as_json, data, lambda: say(f"trusted issuer {iss} added"))
+    said = "added" if created else "already trusted with these settings: nothing changed"
+    emit(as_json, data, lambda: say(f"trusted issuer {iss} {said}"))
 
 
 @issuer.command("list")
@@ -274,4 +364,109 @@ def issuer_list(as_json: bool) -> None:
         for r in rows:
             say(f"{r['issuer']}  {r['status']}  {r['jwks_uri'] or 'inline JWKS'}")
 
-    emit(as_json, rows, human)
+    emit(as_json, {"items": rows, "total": len(rows)}, human)
+
+
+@issuer.command("show")
+@click.argument("iss")
+@json_option
+@handles_errors
+def issuer_show(iss: str, as_json: bool) -> None:
+    """Show a trusted issuer: its keys (key ids), audiences, algorithms, status."""
+    with open_store() as store:
+        found = issuers.get_issuer(store, iss)
+
+    def human() -> None:
+        for key in (
+            "issuer",
+            "status",
+            "jwks_uri",
+            "kids",
+            "audiences",
+            "algorithms",
+            "scope_mode",
+        ):
+            value = found[key]
+            say(f"{key + ':':12}{' '.join(value) if isinstance(value, list) else value or '-'}")
+
+    emit(as_json, found, human)
+
+
+@issuer.command("update")
+@click.argument("iss")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Its new keys (after it rotated them).",
+)
+@click.option("--jwks-uri", default=None)
+@click.option("--audience", "audiences", multiple=True, help="Replaces the audiences.")
+@click.option("--alg", "algorithms", multiple=True, help="Replaces the algorithms.")
+@click.option("--scope-mode", type=click.Choice(["rule", "cap"]), default=None)
+@json_option
+@handles_errors
+def issuer_update(
+    iss: str,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    audiences: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    scope_mode: str | None,
+    as_json: bool,
+) -> None:
+    """Change a trusted issuer's keys or settings; what is not given stays."""
+    jwks = load_jwks_text(jwks_file.read_text(), "--jwks") if jwks_file else None
+    with open_store() as store:
+        found, changed = issuers.update_issuer(
+            store,
+            issuer=iss,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            audiences=list(audiences) or None,
+            algorithms=list(algorithms) or None,
+            scope_mode=scope_mode,
+            now=now_seconds(),
+            admin=administrator(),
+        )
+    said = f"{iss} updated: {', '.join(changed)}" if changed else f"{iss}: nothing changed"
+    emit(as_json, {**found, "changed": changed}, lambda: say(said))
+
+
+@issuer.command("disable")
+@click.argument("iss")
+@click.option("--reason", default="")
+@json_option
+@handles_errors
+def issuer_disable(iss: str, reason: str, as_json: bool) -> None:
+    """Stop trusting an issuer; every live token derived from its tokens is revoked."""
+    with open_store() as store:
+        found = issuers.disable_issuer(
+            store, iss, now=now_seconds(), admin=administrator(), reason=reason
+        )
+    emit(as_json, found, lambda: say(f"trusted issuer {iss} disabled"))
+
+
+@issuer.command("enable")
+@click.argument("iss")
+@json_option
+@handles_errors
+def issuer_enable(iss: str, as_json: bool) -> None:
+    """Trust a disabled issuer again (new exchanges only)."""
+    with open_store() as store:
+        found = issuers.enable_issuer(store, iss, now=now_seconds(), admin=administrator())
+    emit(as_json, found, lambda: say(f"trusted issuer {iss} enabled"))
+
+
+@issuer.command("remove")
+@click.argument("iss")
+@click.option("--reason", default="")
+@json_option
+@handles_errors
+def issuer_remove(iss: str, reason: str, as_json: bool) -> None:
+    """Forget an issuer, revoking every live token derived from its tokens first."""
+    with open_store() as store:
+        done = issuers.remove_issuer(
+            store, iss, now=now_seconds(), admin=administrator(), reason=reason
+        )
+    emit(as_json, done, lambda: say(f"trusted issuer {iss} removed"))

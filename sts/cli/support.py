@@ -43,8 +43,9 @@ MAX_SECONDS = 2**31 - 1
 #: The largest offset into a listing.
 MAX_OFFSET = 2**31 - 1
 #: ``context_settings`` of a command that takes an ID: generated IDs are base64url, and one in
-#: 64 begins with ``-``. Such an argument is the ID, not an unknown option.
-TAKES_IDS: dict[str, Any] = {"ignore_unknown_options": True}
+#: 64 begins with ``-``. Such an argument is the ID, not an unknown option, and ``-h`` there
+#: is not help (an ID may begin with it): ``--help`` is.
+TAKES_IDS: dict[str, Any] = {"ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 #: C0 controls, DEL, C1 controls, the Unicode line and paragraph separators, and the
 #: bidirectional formatting characters (which reorder what a terminal shows).
@@ -63,9 +64,10 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escaped, text)
 
 
-def say(line: str = "") -> None:
-    """Print one line of human output; whatever a value holds, it stays one line."""
-    click.echo(printable(line))
+def say(line: str = "", *, err: bool = False) -> None:
+    """Print one line of human output (with ``err``, of progress on standard error, so that
+    standard output stays the result); whatever a value holds, it stays one line."""
+    click.echo(printable(line), err=err)
 
 
 def now_seconds() -> int:

@@ -102,6 +102,18 @@ class Settings:
     retry_after_seconds: int = 5
     #: Log level of the ``sts`` loggers.
     log_level: str = "INFO"
+    #: Log format: ``json`` (one JSON object a line, the STS and its HTTP server alike) or
+    #: ``text`` (the same fields, for a person at a terminal).
+    log_format: str = "json"
+    #: ``/metrics``: ``protected`` (a bearer with an admin scope, or ``metrics_token``),
+    #: ``open`` (anyone who reaches it: behind a private network only) or ``off`` (served only
+    #: on ``metrics_listen``, if set).
+    metrics: str = "protected"
+    #: A static bearer token a Prometheus scraper may present at ``/metrics`` (empty: none).
+    metrics_token: str = ""
+    #: ``host:port`` of a separate, unprotected metrics listener (empty: none); under a
+    #: multi-process server the first worker to bind it serves every worker's metrics.
+    metrics_listen: str = ""
     #: Create the schema and a demo registry on start when the database is empty (dev only).
     demo_registry: bool = False
     #: Production runs on PostgreSQL; an embedded SQLite file must be asked for explicitly.
@@ -216,6 +228,16 @@ class Settings:
             raise SettingsError(
                 "STS_TRUSTED_PROXIES must be comma-separated IP addresses or networks"
             ) from None
+        if self.log_format not in {"json", "text"}:
+            raise SettingsError("STS_LOG_FORMAT must be 'json' or 'text'")
+        if self.metrics not in {"protected", "open", "off"}:
+            raise SettingsError("STS_METRICS must be 'protected', 'open' or 'off'")
+        if self.metrics_token and len(self.metrics_token) < 32:
+            raise SettingsError("STS_METRICS_TOKEN must be at least 32 characters")
+        if self.metrics_listen:
+            host, _, port = self.metrics_listen.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError("STS_METRICS_LISTEN must be host:port")
         if self.demo_registry and self.is_production:
             raise SettingsError("STS_DEMO_REGISTRY is for development only")
         if self.ssf_allow_http_loopback and self.is_production:

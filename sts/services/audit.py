@@ -16,8 +16,29 @@ from sts.store.access_reports import ReportRecord
 from sts.store.admin import AdminStore
 from sts.store.audit import EventRecord
 from sts.store.lineage import TokenRecord
+from sts.store.revocation import KINDS as REVOCATION_KINDS
 
 MAX_ROWS = 10_000
+
+#: Every event the audit trail records (what ``audit list --event`` may ask for).
+EVENTS = frozenset(
+    {
+        "token.issued",
+        "token.denied",
+        "token.revoked",
+        "introspection.denied",
+        "revocation.denied",
+        "feed.denied",
+        "admin.denied",
+        "admin.read",
+        "admin.credential.add",
+        "admin.credential.rotate",
+        *(f"admin.nhi.{a}" for a in ("create", "update", "delete", "disable", "enable")),
+        *(f"admin.rule.{a}" for a in ("create", "update", "delete", "disable", "enable")),
+        *(f"admin.issuer.{a}" for a in ("add", "update", "remove", "disable", "enable")),
+        *(f"admin.revoke.{k}{s}" for k in REVOCATION_KINDS for s in ("", ".dry_run")),
+    }
+)
 
 
 def _hop(row: TokenRecord, status: tuple[str, str]) -> dict[str, Any]:

@@ -148,3 +148,90 @@ def get_issuer(store: AdminStore, issuer: str) -> dict[str, Any]:
 
 def list_issuers(store: AdminStore) -> list[dict[str, Any]]:
     return [_as_dict(r) for r in store.issuers.all()]
+
+
+def update_issuer(
+    store: AdminStore,
+    *,
+    issuer: str,
+    now: int,
+    admin: str,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    audiences: list[str] | None = None,
+    algorithms: list[str] | None = None,
+    scope_mode: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """New keys (after the issuer rotates them) or settings; what is not given stays.
+    Returns the issuer and the fields changed."""
+    found = store.issuers.find(issuer)
+    if found is None:
+        raise NotFound("no such trusted issuer", what="issuer")
+    keys_given = jwks is not None or jwks_uri is not None
+    spec = _issuer_spec(
+        issuer,
+        jwks if keys_given else found.jwks,
+        jwks_uri if keys_given else found.jwks_uri,
+        found.audiences if audiences is None else audiences,
+        found.algorithms if algorithms is None else algorithms,
+        found.scope_mode if scope_mode is None else scope_mode,
+    )
+    changed = [
+        name
+        for name, old, new in [
+            ("jwks", found.jwks, spec.jwks),
+            ("jwks_uri", found.jwks_uri, spec.jwks_uri),
+            ("audiences", sorted(found.audiences), sorted(spec.audiences)),
+            ("algorithms", sorted(found.algorithms), sorted(spec.algorithms)),
+            ("scope_mode", found.scope_mode, spec.scope_mode),
+        ]
+        if old != new
+    ]
+    if changed:
+        store.issuers.update(
+            issuer=issuer,
+            jwks=spec.jwks,
+            jwks_uri=spec.jwks_uri,
+            algorithms=spec.algorithms,
+            audiences=spec.audiences,
+            scope_mode=spec.scope_mode,
+        )
+        audit_admin_action(store, now, admin, "admin.issuer.update", issuer=issuer, fields=changed)
+    return get_issuer(store, issuer), changed
+
+
+def disable_issuer(
+    store: AdminStore, issuer: str, *, now: int, admin: str, reason: str = ""
+) -> dict[str, Any]:
+    """Stop trusting an issuer: its tokens are refused, and every live token derived from
+    one of them is revoked (DESIGN §7). Enabling it again allows new exchanges only."""
+    if get_issuer(store, issuer)["status"] == "active":
+        result = store.revocations.cascade(
+            "issuer", issuer, now=now, by=admin, reason=reason, dry_run=False
+        )
+        audit_admin_action(
+            store, now, admin, "admin.issuer.disable", issuer=issuer, tokens=result.tokens
+        )
+    return get_issuer(store, issuer)
+
+
+def enable_issuer(store: AdminStore, issuer: str, *, now: int, admin: str) -> dict[str, Any]:
+    if get_issuer(store, issuer)["status"] != "active":
+        store.issuers.set_status(issuer, "active")
+        audit_admin_action(store, now, admin, "admin.issuer.enable", issuer=issuer)
+    return get_issuer(store, issuer)
+
+
+def remove_issuer(
+    store: AdminStore, issuer: str, *, now: int, admin: str, reason: str = ""
+) -> dict[str, Any]:
+    """Forget an issuer, revoking first every live token derived from its tokens."""
+    found = get_issuer(store, issuer)
+    tokens = 0
+    if found["status"] == "active":
+        tokens = store.revocations.cascade(
+            "issuer", issuer, now=now, by=admin, reason=reason, dry_run=False
+        ).tokens
+    store.issuers.delete(issuer)
+    audit_admin_action(store, now, admin, "admin.issuer.remove", issuer=issuer, tokens=tokens)
+    return {"issuer": issuer, "removed": True, "revoked_tokens": tokens}

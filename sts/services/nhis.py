@@ -146,14 +146,18 @@ def _nhi_spec(
 _HELD_AS = {"client_id": "the client_id", "sub": "the sub", "resource": "a resource URI"}
 
 
-def _check_names_free(store: AdminStore, spec: _NhiSpec) -> None:
+def _check_names_free(store: AdminStore, spec: _NhiSpec, itself: str | None = None) -> None:
     """One namespace (DESIGN §3): a name in ``aud``, ``sub`` or an ``act`` level always means
     one NHI, so none of the new NHI's names (its ``client_id``, its ``sub``, its resource
     URIs) may be another NHI's ``client_id``, ``sub`` or resource URI. The refusal names the
     field at fault and the NHI already holding that name."""
     names = [("name", "name", spec.name), ("sub", "sub", spec.sub)]
     names += [("resources", "resource URI", uri) for uri in spec.resources]
-    holders = store.nhis.name_holders(value for _, _, value in names)
+    holders = [
+        h
+        for h in store.nhis.name_holders(value for _, _, value in names)
+        if h.client_id != itself  # an NHI updated keeps its own names
+    ]
     order = list(_HELD_AS)
     holders.sort(key=lambda h: (order.index(h.held_as), h.client_id))
     for field_, words, value in names:
@@ -343,3 +347,123 @@ def set_nhi_status(
         **contained,
     )
     return get_nhi(store, name)
+
+
+def _same_keys(store: AdminStore, nhi_id: int, spec: _NhiSpec) -> bool:
+    """The NHI's live keys are exactly the JWKS or JWKS URI ``spec`` gives."""
+    live = [(jwks, uri) for jwks, uri in store.credentials.live_keys(nhi_id) if jwks or uri]
+    return live == [(spec.jwks, spec.jwks_uri)]
+
+
+def update_nhi(
+    store: AdminStore,
+    name: str,
+    *,
+    now: int,
+    admin: str,
+    kind: str | None = None,
+    owner: str | None = None,
+    sub: str | None = None,
+    scope: str | None = None,
+    grants: list[str] | None = None,
+    resources: list[str] | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+) -> tuple[NhiView, list[str]]:
+    """Change an NHI's attributes; what is not given stays. New keys (a JWKS or a JWKS URI)
+    replace its live keys at once (its secrets stay). Returns it and the fields changed."""
+    store.nhis.serialize_names()
+    nhi = nhi_named(store, name)
+    view = _view(store, nhi)
+    spec = _nhi_spec(
+        name=name,
+        kind=view.kind if kind is None else kind,
+        owner=view.owner if owner is None else owner,
+        sub=view.sub if sub is None else sub,
+        scope=view.scopes if scope is None else scope,
+        grants=view.grants if grants is None else grants,
+        resources=view.resources if resources is None else resources,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+    )
+    before = view.as_dict()
+    changed = [
+        f
+        for f, old, new in [
+            ("kind", view.kind, spec.kind),
+            ("owner", view.owner, spec.owner),
+            ("sub", view.sub, spec.sub),
+            ("scope", view.scopes, spec.scopes),
+            ("grants", view.grants, spec.grants),
+            ("resources", view.resources, spec.resources),
+        ]
+        if old != new
+    ]
+    if changed:
+        _check_names_free(store, spec, itself=name)
+        store.nhis.update(
+            nhi.id,
+            kind=spec.kind,
+            sub=spec.sub,
+            owner=spec.owner,
+            scopes=spec.scopes,
+            grants=spec.grants,
+            resources=spec.resources,
+            now=now,
+        )
+    if (jwks is not None or jwks_uri is not None) and not _same_keys(store, nhi.id, spec):
+        store.credentials.revoke_live(nhi.id, credentials.FAMILIES["jwks"], now)
+        credentials.issue(store, _NO_SECRET, nhi.id, now, spec.jwks, spec.jwks_uri)
+        changed.append("keys")
+    if changed:
+        audit_admin_action(
+            store, now, admin, "admin.nhi.update", nhi=name, fields=changed, was=_public(before)
+        )
+    return get_nhi(store, name), changed
+
+
+def _public(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in view.items() if k not in ("credentials", "created_at")}
+
+
+class _NoSecret:
+    """Keys are given whenever :func:`update_nhi` issues a credential: it never hashes."""
+
+    def hash(self, secret: str) -> str:
+        raise AssertionError("update_nhi issues keys only")
+
+
+_NO_SECRET: Any = _NoSecret()
+
+
+def delete_nhi(
+    store: AdminStore, name: str, *, now: int, admin: str, revoke: bool = False, reason: str = ""
+) -> dict[str, Any]:
+    """Remove an NHI. Refused while a rule names it (delete or change the rule first) and,
+    unless ``revoke``, while a live token it acted in or was addressed to exists; with
+    ``revoke`` those tokens are revoked first (containment, DESIGN §7). The lineage and the
+    audit trail keep its name."""
+    store.nhis.serialize_names()
+    nhi = nhi_named(store, name)
+    naming = store.nhis.rules_naming(nhi.id)
+    if naming:
+        raise Conflict(
+            f"rules name this NHI ({', '.join(naming[:5])}); delete or change them first",
+            what="nhi",
+        )
+    live = store.revocations.cascade("nhi", name, now=now, by=admin, reason="", dry_run=True)
+    revoked = 0
+    if live.tokens and not revoke:
+        raise Conflict(
+            f"{live.tokens} live token(s) involve this NHI; revoke them first (--revoke)",
+            what="nhi",
+        )
+    if live.tokens:
+        revoked = store.revocations.contain(
+            "nhi", name, now=now, by=admin, reason=reason or "deleted"
+        ).tokens
+    store.nhis.delete(nhi.id, name)
+    audit_admin_action(
+        store, now, admin, "admin.nhi.delete", nhi=name, reason=reason, tokens=revoked
+    )
+    return {"client_id": name, "deleted": True, "revoked_tokens": revoked}

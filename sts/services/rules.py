@@ -13,7 +13,7 @@ from typing import Any
 
 from sts.core.domain import KINDS
 from sts.services.admin import audit_admin_action
-from sts.services.errors import Invalid, NotFound
+from sts.services.errors import Conflict, Invalid, NotFound
 from sts.services.fields import normal_scope, split_uri
 from sts.store.admin import AdminStore
 from sts.store.rules import ANY_TARGET, RuleRecord, RuleTerms
@@ -135,8 +135,12 @@ def _rule_spec(
     return _RuleSpec(actor, sorted(set(targets)), terms)
 
 
-def _insert_rule(store: AdminStore, spec: _RuleSpec, now: int, admin: str) -> dict[str, Any]:
-    rule_id = "rule_" + secrets.token_hex(8)
+def _insert_rule(
+    store: AdminStore, spec: _RuleSpec, now: int, admin: str, rule_id: str | None = None
+) -> dict[str, Any]:
+    rule_id = rule_id or "rule_" + secrets.token_hex(8)
+    if store.rules.find(rule_id) is not None:
+        raise Conflict(f"a rule {rule_id!r} already exists", "id", what="rule")
     store.rules.insert(rule_id, spec.terms, now)
     audit_admin_action(
         store, now, admin, "admin.rule.create", rule=rule_id, actor=spec.actor, targets=spec.targets
@@ -159,7 +163,10 @@ def create_rule(
     max_ttl: int | None = None,
     expires: str | None = None,
     require_dpop: bool = False,
+    rule_id: str | None = None,
 ) -> dict[str, Any]:
+    """A new rule; its id is ``rule_id`` when given (a document names its rules), else
+    generated."""
     spec = _rule_spec(
         store,
         actor=actor,
@@ -174,7 +181,7 @@ def create_rule(
         expires=expires,
         require_dpop=require_dpop,
     )
-    return _insert_rule(store, spec, now, admin)
+    return _insert_rule(store, spec, now, admin, rule_id)
 
 
 def ensure_rule(
@@ -271,3 +278,65 @@ def disable_rule(
         revocation_id=result.revocation_id,
     )
     return get_rule(store, rule_id)
+
+
+def update_rule(
+    store: AdminStore,
+    rule_id: str,
+    *,
+    actor: str,
+    targets: list[str],
+    scope: str,
+    now: int,
+    admin: str,
+    subject: str = "any",
+    subject_issuer: str | None = None,
+    upstream: str | None = None,
+    max_depth: int | None = None,
+    max_ttl: int | None = None,
+    expires: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Replace what a rule says (its id and status stay): ``(rule, changed)``. Tokens it
+    minted keep their (short) lives; disable the rule to revoke them."""
+    before = get_rule(store, rule_id)
+    spec = _rule_spec(
+        store,
+        actor=actor,
+        targets=targets,
+        scope=scope,
+        now=now,
+        subject=subject,
+        subject_issuer=subject_issuer,
+        upstream=upstream,
+        max_depth=max_depth,
+        max_ttl=max_ttl,
+        expires=expires,
+    )
+    if store.rules.terms(rule_id) == spec.terms:
+        return before, False
+    store.rules.update(rule_id, spec.terms)
+    audit_admin_action(
+        store, now, admin, "admin.rule.update", rule=rule_id, actor=actor, targets=spec.targets
+    )
+    return get_rule(store, rule_id), True
+
+
+def enable_rule(store: AdminStore, rule_id: str, *, now: int, admin: str) -> dict[str, Any]:
+    """Enable a disabled rule: new exchanges only (the tokens it minted stay revoked)."""
+    if get_rule(store, rule_id)["status"] != "enabled":
+        store.rules.enable(rule_id)
+        audit_admin_action(store, now, admin, "admin.rule.enable", rule=rule_id)
+    return get_rule(store, rule_id)
+
+
+def delete_rule(
+    store: AdminStore, rule_id: str, *, now: int, admin: str, reason: str = ""
+) -> dict[str, Any]:
+    """Remove a rule; every live token it minted is revoked first, with its descendants."""
+    get_rule(store, rule_id)
+    result = store.revocations.contain("rule", rule_id, now=now, by=admin, reason=reason)
+    store.rules.delete(rule_id)
+    audit_admin_action(
+        store, now, admin, "admin.rule.delete", rule=rule_id, reason=reason, tokens=result.tokens
+    )
+    return {"id": rule_id, "deleted": True, "revoked_tokens": result.tokens}

@@ -23,6 +23,7 @@ class AdminStore:
     """Every repository an administrative service uses, on one transaction."""
 
     def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self.nhis = NhiRepository(conn)
         self.credentials = CredentialRepository(conn)
         self.issuers = IssuerRepository(conn)
@@ -32,6 +33,22 @@ class AdminStore:
         self.access_reports = AccessReportRepository(conn)
         self.revocations = RevocationRepository(conn)
         self.housekeeping = HousekeepingRepository(conn)
+
+    @contextmanager
+    def rehearsal(self) -> Iterator[None]:
+        """Changes made in the block are undone when it ends (a savepoint rolled back): a dry
+        run worked out on the real registry."""
+        nested = self._conn.begin_nested()
+        try:
+            yield
+        finally:
+            nested.rollback()
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Changes made in the block stay in the transaction (the counterpart of
+        :meth:`rehearsal`)."""
+        yield
 
 
 #: Opens one transaction's store (housekeeping works in many short transactions).

@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 
+from sts.core import metrics
+
 
 def normalize_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever driver the URL names (or omits)."""
@@ -35,13 +37,20 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         engine = _create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "before_cursor_execute", _count_statement)
         return engine
     kwargs.setdefault("pool_pre_ping", False)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
     kwargs.setdefault("pool_timeout", 5)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    return _create_engine(url, **kwargs)
+    engine = _create_engine(url, **kwargs)
+    event.listen(engine, "before_cursor_execute", _count_statement)
+    return engine
+
+
+def _count_statement(*_args: Any) -> None:
+    metrics.DB_ROUND_TRIPS.labels("sqlalchemy").inc()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -57,6 +66,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin_immediate(conn: Any) -> None:
     # One writer at a time, decided at BEGIN: no upgrade deadlocks between readers.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def database_host(url: str) -> str:
+    """Where the database is, for a log line: ``host:port`` (PostgreSQL) or ``sqlite``;
+    never the user name or the password."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "unparsable URL"
+    if parsed.get_backend_name() == "sqlite":
+        return "sqlite"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error the database or its driver raised (not a bug in our own code)."""
+    return isinstance(exc, (DBAPIError, psycopg.Error))
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from sts.store.models import TrustedIssuer
@@ -52,6 +52,37 @@ class IssuerRepository:
     def all(self) -> list[IssuerRecord]:
         rows = self._conn.execute(select(TrustedIssuer).order_by(TrustedIssuer.issuer))
         return [_issuer(r) for r in rows]
+
+    def update(
+        self,
+        *,
+        issuer: str,
+        jwks: dict[str, Any] | None,
+        jwks_uri: str | None,
+        algorithms: list[str],
+        audiences: list[str],
+        scope_mode: str,
+    ) -> None:
+        """New keys and settings for a trusted issuer (after its keys rotate)."""
+        self._conn.execute(
+            update(TrustedIssuer)
+            .where(TrustedIssuer.issuer == issuer)
+            .values(
+                jwks=jwks,
+                jwks_uri=jwks_uri,
+                algorithms=" ".join(algorithms),
+                audiences=audiences,
+                scope_mode=scope_mode,
+            )
+        )
+
+    def set_status(self, issuer: str, status: str) -> None:
+        self._conn.execute(
+            update(TrustedIssuer).where(TrustedIssuer.issuer == issuer).values(status=status)
+        )
+
+    def delete(self, issuer: str) -> None:
+        self._conn.execute(delete(TrustedIssuer).where(TrustedIssuer.issuer == issuer))
 
     def insert(
         self,

@@ -11,7 +11,17 @@ from sqlalchemy.engine import Connection
 
 from sts.store.db import create_engine, normalize_url
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def _root() -> Path:
+    """Where ``alembic.ini`` and ``migrations/`` are: beside the ``sts`` package in a source
+    checkout, else the working directory (an installed wheel: the image runs in ``/app``)."""
+    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "migrations").is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2]
+
+
+ROOT = _root()
 MIGRATIONS = ROOT / "migrations"
 
 

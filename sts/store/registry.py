@@ -11,10 +11,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from sts.store.models import Credential, Nhi, NhiResource
+from sts.store.models import (
+    AuthFailure,
+    Credential,
+    DelegationRule,
+    IssuedToken,
+    Nhi,
+    NhiResource,
+    RuleTarget,
+)
 
 #: The PostgreSQL advisory lock that serialises NHI registrations (see ``serialize_names``).
 NAMESPACE_LOCK = 8_626_018
@@ -166,6 +174,55 @@ class NhiRepository:
             .where(Nhi.id == nhi_id)
             .values(status=status, status_reason=reason, updated_at=now)
         )
+
+    def update(
+        self,
+        nhi_id: int,
+        *,
+        kind: str,
+        sub: str,
+        owner: str,
+        scopes: str,
+        grants: list[str],
+        resources: list[str],
+        now: int,
+    ) -> None:
+        """New attributes and resource URIs for an NHI (its name and status stay)."""
+        self._conn.execute(
+            update(Nhi)
+            .where(Nhi.id == nhi_id)
+            .values(
+                kind=kind,
+                sub=sub,
+                owner=owner,
+                scopes=scopes,
+                grants=" ".join(grants),
+                updated_at=now,
+            )
+        )
+        self._conn.execute(delete(NhiResource).where(NhiResource.nhi_id == nhi_id))
+        for uri in resources:
+            self._conn.execute(insert(NhiResource).values(uri=uri, nhi_id=nhi_id))
+
+    def rules_naming(self, nhi_id: int) -> list[str]:
+        """The ids of the rules that name this NHI as actor, upstream or target."""
+        direct = select(DelegationRule.id).where(
+            (DelegationRule.actor_id == nhi_id) | (DelegationRule.upstream_id == nhi_id)
+        )
+        as_target = select(RuleTarget.rule_id).where(RuleTarget.target_id == nhi_id)
+        rows = self._conn.execute(direct.union(as_target)).scalars()
+        return sorted(set(rows))
+
+    def delete(self, nhi_id: int, client_id: str) -> None:
+        """Remove an NHI, its credentials, resource URIs and failure counts. The lineage and
+        the audit trail keep its name (``client_id``, ``chain``): only the row link goes."""
+        self._conn.execute(
+            update(IssuedToken).where(IssuedToken.actor_id == nhi_id).values(actor_id=None)
+        )
+        self._conn.execute(delete(NhiResource).where(NhiResource.nhi_id == nhi_id))
+        self._conn.execute(delete(Credential).where(Credential.nhi_id == nhi_id))
+        self._conn.execute(delete(AuthFailure).where(AuthFailure.client_id == client_id))
+        self._conn.execute(delete(Nhi).where(Nhi.id == nhi_id))
 
     def page(
         self, *, kind: str | None, status: str | None, limit: int, offset: int

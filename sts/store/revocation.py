@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from sts.core import metrics
 from sts.store.audit import record_admin_action
 from sts.store.derivation import UnknownTarget, derived, live, seeds
 from sts.store.models import (
@@ -251,6 +252,7 @@ def cascade(
     if marked:
         # The SSF outbox (DESIGN §11), in this transaction: one statement, any blast radius.
         enqueue(conn, revocation_id, initiator, now)
+    metrics.record_revocation(kind, len(marked))
     jtis = sorted(r.jti for r in marked)
     return Result(
         kind, target, False, len(marked), len({r.txn for r in marked}), jtis[:LISTED], revocation_id

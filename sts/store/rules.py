@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -146,6 +146,57 @@ class RuleRepository:
             if frozenset(ids.scalars()) == terms.target_ids:
                 return str(rule_id)
         return None
+
+    def update(self, rule_id: str, terms: RuleTerms) -> None:
+        """New terms for a rule (its id, status and creation time stay)."""
+        self._conn.execute(
+            update(DelegationRule)
+            .where(DelegationRule.id == rule_id)
+            .values(
+                actor_id=terms.actor_id,
+                subject_type=terms.subject_type,
+                subject_value=terms.subject_value,
+                subject_issuer=terms.subject_issuer,
+                upstream_id=terms.upstream_id,
+                scopes=terms.scopes,
+                max_depth=terms.max_depth,
+                max_ttl=terms.max_ttl,
+                expires_at=terms.expires_at,
+            )
+        )
+        self._conn.execute(delete(RuleTarget).where(RuleTarget.rule_id == rule_id))
+        for target_id in sorted(terms.target_ids, key=lambda t: -1 if t is None else t):
+            self._conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
+
+    def enable(self, rule_id: str) -> None:
+        self._conn.execute(
+            update(DelegationRule).where(DelegationRule.id == rule_id).values(status="enabled")
+        )
+
+    def delete(self, rule_id: str) -> None:
+        self._conn.execute(delete(RuleTarget).where(RuleTarget.rule_id == rule_id))
+        self._conn.execute(delete(DelegationRule).where(DelegationRule.id == rule_id))
+
+    def terms(self, rule_id: str) -> RuleTerms | None:
+        """What a rule says, its NHIs as ids."""
+        row = self._conn.execute(select(DelegationRule).where(DelegationRule.id == rule_id)).first()
+        if row is None:
+            return None
+        targets = self._conn.execute(
+            select(RuleTarget.target_id).where(RuleTarget.rule_id == rule_id)
+        ).scalars()
+        return RuleTerms(
+            actor_id=row.actor_id,
+            target_ids=frozenset(targets),
+            subject_type=row.subject_type,
+            subject_value=row.subject_value,
+            upstream_id=row.upstream_id,
+            scopes=row.scopes,
+            max_depth=row.max_depth,
+            max_ttl=row.max_ttl,
+            expires_at=row.expires_at,
+            subject_issuer=row.subject_issuer,
+        )
 
     def find(self, rule_id: str) -> RuleRecord | None:
         query, _ = _query()

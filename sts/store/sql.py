@@ -19,6 +19,7 @@ from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy.engine import Connection
 
+from sts.core import metrics
 from sts.core.domain import Client, CredentialView, Target
 from sts.core.lineage import rule_in_force
 from sts.core.ports import (
@@ -77,6 +78,7 @@ class SqlStore:
         params = {**compiled.defaults, **params}
         if compiled.json:
             params = {k: Json(v) if k in compiled.json else v for k, v in params.items()}
+        metrics.DB_ROUND_TRIPS.labels("prepared").inc()
         self._cursor.execute(compiled.sql, params, prepare=True)
         # The result's status, not ``description`` (which builds a column list per call).
         result = self._cursor.pgresult

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sts.admin_api import init_app as init_admin_api
-from sts.core import errors, logs
+from sts.core import errors, logs, metrics
 from sts.core.clock import Clock
 from sts.core.ports import Store
 from sts.core.response import Response as EndpointResponse
@@ -33,7 +33,8 @@ from sts.runtime import Runtime, build_runtime, schema_ready
 from sts.store.db import is_unavailable
 from sts.store.sql import SqlStore
 from sts.web.console import init_app as init_console
-from sts.web.forms import FormEndpoints, failure, request_id, run_in_transaction
+from sts.web.forms import FormEndpoints, failure, log_unavailable, request_id, run_in_transaction
+from sts.web.metrics import METRICS_PATH, metrics_view, start_listener
 from sts.web.source import request_source
 from sts.web.ssf import init_app as init_ssf
 
@@ -63,6 +64,8 @@ def revocation_feed() -> Response:
             feed.authenticate_poller(rt.server, oauth_request, store)
         except (Denied, errors.StsError) as exc:
             return rt.server.refuse(store, oauth_request, exc, "feed.denied")
+        metrics.FEED_POLLS.inc()
+        metrics.FEED_LAST_POLL.set(oauth_request.now)
         since, grace = request.args.get("since"), rt.settings.verifier_leeway
         return feed.feed(store, oauth_request.now, since, grace)
 
@@ -139,6 +142,7 @@ def readyz() -> Response:
         checks["database"] = "ok" if schema_ready(rt.engine) else "not migrated"
     except Exception as exc:
         checks["database"] = "unavailable" if is_unavailable(exc) else "error"
+        log_unavailable(rt, exc)
     try:
         rt.keys.ring.signing_key(rt.clock.now())  # loads or reloads the key ring
         checks["keys"] = "ok"
@@ -173,7 +177,7 @@ def create_app(
 ) -> Flask:
     """Build the STS. ``settings`` default to ``Settings.load()`` (env over config file)."""
     settings = settings or Settings.load()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see _form_pairs
     rt = app.extensions["sts"] = rt or build_runtime(settings, clock)
@@ -193,6 +197,9 @@ def create_app(
     app.add_url_rule(JWKS_PATH, "jwks", jwks)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/readyz", "readyz", readyz)
+    app.add_url_rule(METRICS_PATH, "metrics", metrics_view)
+    if settings.metrics_listen:
+        start_listener(rt)
     app.before_request(_assign_request_id)
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _handle_exception)

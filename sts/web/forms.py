@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -22,13 +23,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_input_stream
 
-from sts.core import errors
+from sts.core import errors, metrics
 from sts.core.response import Response
 from sts.oauth.rfc6749 import OAuthRequest
 from sts.oauth.rfc6749.request import check_parameter_lengths
-from sts.store.db import is_unavailable
+from sts.store.db import database_host, is_database_error, is_unavailable
 from sts.store.sql import SqlStore
 from sts.web.source import request_source
+from sts.web.tracing import exchange_tracer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -129,12 +131,29 @@ def failure(rt: Runtime, exc: Exception, path: str, rid: str) -> errors.StsError
         )
         return exc
     if is_unavailable(exc):
-        log.warning("database unavailable", extra={"event": "db.unavailable", "request_id": rid})
+        log_unavailable(rt, exc, rid)
         return errors.TemporarilyUnavailable(
             "database unavailable", rt.settings.retry_after_seconds
         )
+    if is_database_error(exc):
+        metrics.DB_ERRORS.labels("error").inc()
     log.error("unhandled error", exc_info=exc, extra={"request_id": rid})
     return errors.ServerError(type(exc).__name__)
+
+
+def log_unavailable(rt: Runtime, exc: BaseException, rid: str = "") -> None:
+    """One line saying why the database cannot serve: its host and the error's class, never
+    the URL's credentials or the driver's message (which may quote a statement)."""
+    metrics.DB_ERRORS.labels("unavailable").inc()
+    log.warning(
+        "database unavailable",
+        extra={
+            "event": "db.unavailable",
+            "request_id": rid,
+            "db_host": database_host(rt.settings.database_url),
+            "error_class": type(getattr(exc, "orig", None) or exc).__name__,
+        },
+    )
 
 
 class FormEndpoints:
@@ -145,6 +164,8 @@ class FormEndpoints:
         self.rt = rt
         self.endpoints = endpoints
         self.proxies = rt.settings.proxy_networks()
+        #: OpenTelemetry spans of the token endpoint, when tracing is on (off by default).
+        self.tracer = exchange_tracer() if "token" in {n for n, _ in endpoints.values()} else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -152,7 +173,10 @@ class FormEndpoints:
         if endpoint is None:
             return self.app(environ, start_response)
         name, handler = endpoint
+        started = time.perf_counter()
+        grant = "none"
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        span = self.tracer.start(name, environ) if self.tracer and name == "token" else None
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             start_response("200 OK", [("Allow", "POST"), ("Content-Length", "0")])
@@ -164,6 +188,7 @@ class FormEndpoints:
                 )
             pairs = read_form(environ, self.rt.settings.max_request_bytes)
             check_parameter_lengths(pairs)  # before the transaction: no work, no write
+            grant = metrics.grant_label(next((v for k, v in pairs if k == "grant_type"), None))
             source = request_source(environ, self.proxies)
             status, body, headers = run_in_transaction(
                 self.rt, handler, path, method, EnvironHeaders(environ), pairs, rid, source
@@ -172,6 +197,12 @@ class FormEndpoints:
             status, body, headers = failure(self.rt, exc, path, rid).response()
             if method not in KNOWN_METHODS:
                 status, headers = 405, [*headers, ("Allow", "POST")]
+        metrics.record_request(
+            name, grant, status, body.get("error", ""), time.perf_counter() - started
+        )
+        if span is not None:
+            assert self.tracer is not None
+            self.tracer.end(span, grant, status, body, rid)
         # A HEAD answer carries the status and headers of the same request as GET, no body.
         payload = b"" if method == "HEAD" else json.dumps(body).encode()
         start_response(

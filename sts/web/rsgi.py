@@ -22,15 +22,19 @@ import io
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from sts.core.logs import access_facts
 from sts.core.settings import Settings
 from sts.web.app import create_app
 
 __all__ = ["BufferedRequests", "create_rsgi_app"]
 
 log = logging.getLogger("sts.web")
+#: One record per request, in the STS's log format (Granian's own access log is off).
+access_log = logging.getLogger("sts.access")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -88,15 +92,22 @@ class BufferedRequests:
     async def __rsgi__(self, scope: Scope, protocol: Any) -> None:
         if scope.proto != "http":  # websockets are not served
             return
+        started = time.perf_counter()
         try:
             body = await asyncio.wait_for(self._body(protocol), self.body_timeout)
         except TimeoutError:
-            protocol.response_bytes(
-                *_error(408, "invalid_request", "The request body did not arrive in time.")
+            status, headers, payload = _error(
+                408, "invalid_request", "The request body did not arrive in time."
             )
-            return
-        status, headers, payload = self._run(self.environ(scope, body))
+        else:
+            status, headers, payload = self._run(self.environ(scope, body))
         protocol.response_bytes(status, headers, payload)
+        if access_log.isEnabledFor(logging.INFO):
+            rid = next((v for k, v in headers if k.lower() == "x-request-id"), "")
+            facts = access_facts(
+                scope.method, scope.path, status, time.perf_counter() - started, rid, len(payload)
+            )
+            access_log.info("%s %s %s", scope.method, scope.path, status, extra=facts)
 
     async def _body(self, protocol: Any) -> bytes:
         """The body, or its first ``max_body + 1`` bytes: enough to be refused as too large."""

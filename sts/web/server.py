@@ -21,6 +21,7 @@ from granian import Granian
 from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 
+from sts.core.logs import logging_config
 from sts.core.settings import Settings
 
 __all__ = ["ACCESS_LOG_FORMAT", "production_server", "workers_for"]
@@ -60,8 +61,11 @@ def production_server(settings: Settings, host: str, port: int) -> Serving:
             keep_alive=settings.http_keepalive,
         ),
         websockets=False,
-        log_access=True,
+        # The access log is the adapter's (sts.web.rsgi): the STS's JSON records, with the
+        # request id; Granian's own lines take the same format.
+        log_access=False,
         log_access_format=ACCESS_LOG_FORMAT,
+        log_dictconfig=logging_config(settings.log_level, settings.log_format),
         respawn_failed_workers=True,
     )
     return server

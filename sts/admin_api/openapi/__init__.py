@@ -25,6 +25,7 @@ from sts.admin_api.openapi import (
     common,
     credentials,
     issuers,
+    manifest,
     nhis,
     oauth,
     revocations,
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 #: The admin API's resources, in the order the document lists them.
-RESOURCES = (nhis, credentials, issuers, rules, revocations, chains, audit)
+RESOURCES = (nhis, credentials, issuers, rules, revocations, chains, audit, manifest)
 
 
 @lru_cache(maxsize=1)
@@ -102,6 +103,11 @@ def _security_schemes(base: str) -> dict[str, Any]:
             },
         },
         "clientBasic": {"type": "http", "scheme": "basic"},
+        "metricsToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The static STS_METRICS_TOKEN a Prometheus scraper presents.",
+        },
         "feedBearer": {
             "type": "http",
             "scheme": "bearer",

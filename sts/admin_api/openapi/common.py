@@ -131,6 +131,11 @@ STRINGS = array(STR)
 ACTIVE_OR_REVOKED = ("active", "revoked")
 
 
+def boolean_query(name: str, description: str) -> Schema:
+    """A ``true``/``false`` query parameter."""
+    return query(name, described(enum(["true", "false"]), description))
+
+
 def listing(item: str) -> Schema:
     """Every item, in one answer."""
     return obj({"items": array(ref(item))})

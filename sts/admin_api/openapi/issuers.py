@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sts.admin_api.openapi.common import (
     ACTIVE_OR_REVOKED,
+    BOOL,
+    CONTAIN,
     INT,
     OBJECT,
     OPT_STR,
@@ -53,6 +55,17 @@ def schemas() -> dict[str, Schema]:
             }
         ),
         "IssuerList": listing("Issuer"),
+        "IssuerUpdate": obj(
+            {
+                "jwks": described(OBJECT, "Its new public JWK Set (after it rotated)."),
+                "jwks_uri": text(2048, 1),
+                "audiences": array(text(2048, 1), maxItems=32),
+                "algorithms": array(enum(ASYMMETRIC_JWS_ALGORITHMS), maxItems=10),
+                "scope_mode": enum(SCOPE_MODES),
+            },
+            [],
+        ),
+        "IssuerRemoved": obj({"issuer": STR, "removed": BOOL, "revoked_tokens": INT}),
         "IssuerCreate": obj(
             {
                 "issuer": matching(URI_PATTERN),
@@ -94,6 +107,60 @@ def paths() -> dict[str, Schema]:
         f"{PREFIX}/issuers/{{issuer}}": {
             "get": lookup(
                 TAG, "getIssuer", "Show a trusted issuer", [ISSUER_PARAM], "Issuer", "The issuer."
+            ),
+        },
+        f"{PREFIX}/issuers/{{issuer}}/update": {
+            "post": admin_op(
+                TAG,
+                "updateIssuer",
+                "Change a trusted issuer's keys or settings",
+                WRITE,
+                {"200": response("Issuer", "The issuer, changed.")},
+                parameters=[ISSUER_PARAM],
+                body="IssuerUpdate",
+                not_found=True,
+                description="What is not given stays: after the issuer rotates its keys, "
+                "give its new JWKS (or JWKS URI).",
+            ),
+        },
+        f"{PREFIX}/issuers/{{issuer}}/disable": {
+            "post": admin_op(
+                TAG,
+                "disableIssuer",
+                "Stop trusting an issuer",
+                CONTAIN,
+                {"200": response("Issuer", "The issuer, revoked.")},
+                parameters=[ISSUER_PARAM],
+                body="Reason",
+                body_required=False,
+                not_found=True,
+                description="Its tokens are refused, and every live token derived from one "
+                "is revoked.",
+            ),
+        },
+        f"{PREFIX}/issuers/{{issuer}}/enable": {
+            "post": admin_op(
+                TAG,
+                "enableIssuer",
+                "Trust an issuer again",
+                WRITE,
+                {"200": response("Issuer", "The issuer, active (new exchanges only).")},
+                parameters=[ISSUER_PARAM],
+                not_found=True,
+            ),
+        },
+        f"{PREFIX}/issuers/{{issuer}}/remove": {
+            "post": admin_op(
+                TAG,
+                "removeIssuer",
+                "Forget a trusted issuer",
+                WRITE,
+                {"200": response("IssuerRemoved", "Removed.")},
+                parameters=[ISSUER_PARAM],
+                body="Reason",
+                body_required=False,
+                not_found=True,
+                description="Every live token derived from its tokens is revoked first.",
             ),
         },
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sts.admin_api.openapi.common import (
+    BOOL,
     CONTAIN,
     INT,
     LIMIT,
@@ -18,6 +19,7 @@ from sts.admin_api.openapi.common import (
     Schema,
     admin_op,
     array,
+    boolean_query,
     created,
     described,
     enum,
@@ -61,6 +63,23 @@ def schemas() -> dict[str, Schema]:
         "Nhi": obj(_nhi()),
         "NhiCreated": with_secret(_nhi()),
         "NhiPage": page("Nhi"),
+        "NhiUpdate": obj(
+            {
+                "kind": enum(KINDS),
+                "owner": text(255),
+                "sub": text(2048, 1),
+                "scope": text(1024),
+                "grants": array(
+                    enum(["client_credentials", "token-exchange", TOKEN_EXCHANGE]),
+                    maxItems=4,
+                ),
+                "resources": array(text(2048, 1), maxItems=32),
+                "jwks": described(OBJECT, "New public JWK Set: replaces its live keys."),
+                "jwks_uri": text(2048, 1),
+            },
+            [],
+        ),
+        "NhiDeleted": obj({"client_id": STR, "deleted": BOOL, "revoked_tokens": INT}),
         "NhiCreate": obj(
             {
                 "name": described(matching(NAME_PATTERN), "client_id"),
@@ -153,6 +172,41 @@ def paths() -> dict[str, Schema]:
                 {"200": nhi},
                 parameters=[NAME_PARAM],
                 not_found=True,
+            ),
+        },
+        f"{PREFIX}/nhis/{{name}}/update": {
+            "post": admin_op(
+                TAG,
+                "updateNhi",
+                "Change an NHI",
+                WRITE,
+                {
+                    "200": nhi,
+                    "409": error("A new name (sub, resource URI) belongs to another NHI."),
+                },
+                parameters=[NAME_PARAM],
+                body="NhiUpdate",
+                not_found=True,
+                description="What is not given stays. A JWKS or JWKS URI replaces its live "
+                "keys at once (its secrets stay).",
+            ),
+        },
+        f"{PREFIX}/nhis/{{name}}/delete": {
+            "post": admin_op(
+                TAG,
+                "deleteNhi",
+                "Remove an NHI",
+                WRITE,
+                {
+                    "200": response("NhiDeleted", "Removed."),
+                    "409": error(
+                        "A rule names it, or (without revoke=true) a live token involves it."
+                    ),
+                },
+                parameters=[NAME_PARAM, boolean_query("revoke", "Revoke its live tokens.")],
+                not_found=True,
+                description="Its credentials go with it; the lineage and the audit trail "
+                "keep its name.",
             ),
         },
     }

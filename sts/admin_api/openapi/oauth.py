@@ -353,6 +353,30 @@ def paths() -> dict[str, Schema]:
                 "healthz", "Liveness", "operations", {"200": response("Health", "Up.")}
             )
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text format 0.0.4)",
+                "description": "With STS_METRICS=protected (the default): a bearer token with "
+                "an admin scope, or STS_METRICS_TOKEN. STS_METRICS=open: anyone; off: 404 "
+                "(STS_METRICS_LISTEN then serves them on a port of its own).",
+                "tags": ["operations"],
+                "security": [
+                    {"adminToken": ["sts:admin"]},
+                    {"adminToken": ["sts:audit"]},
+                    {"metricsToken": []},
+                    {},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Every metric.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": response("OAuthError", "No acceptable bearer token."),
+                    "404": response("OAuthError", "Metrics are off here."),
+                },
+            }
+        },
         "/readyz": {
             "get": _public_op(
                 "readyz",

@@ -46,6 +46,7 @@ RULE_PARAM = path_param("rule_id", ID_PATTERN, "A delegation rule id.")
 
 def schemas() -> dict[str, Schema]:
     return {
+        "RuleDeleted": obj({"id": STR, "deleted": BOOL, "revoked_tokens": INT}),
         "Rule": obj(
             {
                 "id": STR,
@@ -154,6 +155,46 @@ def paths() -> dict[str, Schema]:
                 not_found=True,
                 description="No new exchanges under it; every live token it minted is revoked "
                 "with its descendants, for good (on the revocation feed).",
+            ),
+        },
+        f"{PREFIX}/rules/{{rule_id}}/update": {
+            "post": admin_op(
+                TAG,
+                "updateRule",
+                "Change what a rule says",
+                WRITE,
+                {"200": response("Rule", "The rule, changed (its id and status stay).")},
+                parameters=[RULE_PARAM],
+                body="RuleCreate",
+                not_found=True,
+                description="The whole rule, as at creation. Tokens it minted keep their short "
+                "lives; disable it to revoke them.",
+            ),
+        },
+        f"{PREFIX}/rules/{{rule_id}}/enable": {
+            "post": admin_op(
+                TAG,
+                "enableRule",
+                "Enable a rule",
+                WRITE,
+                {"200": response("Rule", "The rule, enabled.")},
+                parameters=[RULE_PARAM],
+                not_found=True,
+                description="New exchanges only: what it minted before stays revoked.",
+            ),
+        },
+        f"{PREFIX}/rules/{{rule_id}}/delete": {
+            "post": admin_op(
+                TAG,
+                "deleteRule",
+                "Remove a rule",
+                CONTAIN,
+                {"200": response("RuleDeleted", "Removed.")},
+                parameters=[RULE_PARAM],
+                body="Reason",
+                body_required=False,
+                not_found=True,
+                description="Every live token it minted is revoked first, with its descendants.",
             ),
         },
     }

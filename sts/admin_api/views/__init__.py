@@ -7,7 +7,7 @@ path, the mapping of a service's refusal to HTTP); :mod:`~sts.admin_api.views.re
 
 from __future__ import annotations
 
-from sts.admin_api.views import incident, registry
+from sts.admin_api.views import incident, manifest, registry
 from sts.admin_api.views.routing import bp
 
-__all__ = ["bp", "incident", "registry"]
+__all__ = ["bp", "incident", "manifest", "registry"]

@@ -80,6 +80,37 @@ def enable_nhi(call: Call, name: str) -> Response:
     return json_response(view.as_dict())
 
 
+@route("/nhis/<name>/update", "POST", WRITE)
+def update_nhi(call: Call, name: str) -> Response:
+    nhis.get_nhi(call.store, name)
+    b = body("NhiUpdate", required=False)
+    view, _ = nhis.update_nhi(
+        call.store,
+        name,
+        now=call.now,
+        admin=call.by,
+        kind=b.get("kind"),
+        owner=b.get("owner"),
+        sub=b.get("sub"),
+        scope=b.get("scope"),
+        grants=b.get("grants"),
+        resources=b.get("resources"),
+        jwks=b.get("jwks"),
+        jwks_uri=b.get("jwks_uri"),
+    )
+    return json_response(view.as_dict())
+
+
+@route("/nhis/<name>/delete", "POST", WRITE)
+def delete_nhi(call: Call, name: str) -> Response:
+    q = query("/nhis/{name}/delete", "post")
+    return json_response(
+        nhis.delete_nhi(
+            call.store, name, now=call.now, admin=call.by, revoke=q.get("revoke") == "true"
+        )
+    )
+
+
 # -- credentials -----------------------------------------------------------------------------
 @route("/nhis/<name>/credentials", "GET", READ)
 def list_credentials(call: Call, name: str) -> Response:
@@ -175,6 +206,51 @@ def get_issuer(call: Call, issuer: str) -> Response:
     return json_response(issuers.get_issuer(call.store, issuer))
 
 
+@route("/issuers/<path:issuer>/update", "POST", WRITE)
+def update_issuer(call: Call, issuer: str) -> Response:
+    issuers.get_issuer(call.store, issuer)
+    b = body("IssuerUpdate", required=False)
+    found, _ = issuers.update_issuer(
+        call.store,
+        issuer=issuer,
+        jwks=b.get("jwks"),
+        jwks_uri=b.get("jwks_uri"),
+        audiences=b.get("audiences"),
+        algorithms=b.get("algorithms"),
+        scope_mode=b.get("scope_mode"),
+        now=call.now,
+        admin=call.by,
+    )
+    return json_response(found)
+
+
+@route("/issuers/<path:issuer>/disable", "POST", CONTAIN)
+def disable_issuer(call: Call, issuer: str) -> Response:
+    issuers.get_issuer(call.store, issuer)
+    b = body("Reason", required=False)
+    return json_response(
+        issuers.disable_issuer(
+            call.store, issuer, now=call.now, admin=call.by, reason=b.get("reason", "")
+        )
+    )
+
+
+@route("/issuers/<path:issuer>/enable", "POST", WRITE)
+def enable_issuer(call: Call, issuer: str) -> Response:
+    return json_response(issuers.enable_issuer(call.store, issuer, now=call.now, admin=call.by))
+
+
+@route("/issuers/<path:issuer>/remove", "POST", WRITE)
+def remove_issuer(call: Call, issuer: str) -> Response:
+    issuers.get_issuer(call.store, issuer)
+    b = body("Reason", required=False)
+    return json_response(
+        issuers.remove_issuer(
+            call.store, issuer, now=call.now, admin=call.by, reason=b.get("reason", "")
+        )
+    )
+
+
 # -- delegation rules ------------------------------------------------------------------------
 @route("/rules", "GET", READ)
 def list_rules(call: Call) -> Response:
@@ -227,3 +303,41 @@ def disable_rule(call: Call, rule_id: str) -> Response:
         call.store, rule_id, now=call.now, admin=call.by, reason=b.get("reason", "")
     )
     return json_response(found)
+
+
+@route("/rules/<rule_id>/update", "POST", WRITE)
+def update_rule(call: Call, rule_id: str) -> Response:
+    rules.get_rule(call.store, rule_id)
+    b = body("RuleCreate")
+    found, _ = rules.update_rule(
+        call.store,
+        rule_id,
+        actor=b["actor"],
+        targets=b["targets"],
+        scope=b["scope"],
+        subject=b.get("subject", "any"),
+        subject_issuer=b.get("subject_issuer"),
+        upstream=b.get("upstream"),
+        max_depth=b.get("max_depth"),
+        max_ttl=b.get("max_ttl"),
+        expires=b.get("expires"),
+        now=call.now,
+        admin=call.by,
+    )
+    return json_response(found)
+
+
+@route("/rules/<rule_id>/enable", "POST", WRITE)
+def enable_rule(call: Call, rule_id: str) -> Response:
+    return json_response(rules.enable_rule(call.store, rule_id, now=call.now, admin=call.by))
+
+
+@route("/rules/<rule_id>/delete", "POST", CONTAIN)
+def delete_rule(call: Call, rule_id: str) -> Response:
+    rules.get_rule(call.store, rule_id)
+    b = body("Reason", required=False)
+    return json_response(
+        rules.delete_rule(
+            call.store, rule_id, now=call.now, admin=call.by, reason=b.get("reason", "")
+        )
+    )

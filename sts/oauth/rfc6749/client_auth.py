@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
+from sts.core import metrics
 from sts.core.errors import InvalidClient, InvalidRequest, StsError
 from sts.oauth.audit_facts import AuditFacts, Denied
 
@@ -174,6 +175,7 @@ class ClientAuthenticator:
             if done.client.throttled(
                 request.now, settings.auth_failure_limit, settings.auth_failure_window
             ):
+                metrics.THROTTLED.inc()
                 raise InvalidClient("throttled: too many failed authentications")
         except StsError as err:
             if err.error == "invalid_client" and attempted and not isinstance(err, ClientDisabled):

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chain_sts_client import tracecontext
 from chain_sts_client.credentials import ClientCredential
 from chain_sts_client.discovery import ServerMetadata, discover
 from chain_sts_client.dpop import DpopKey, process_key
@@ -228,7 +229,8 @@ class ExchangeClient:
         """POST to the token endpoint with a fresh DPoP proof; once more with the STS's
         nonce when it asks for one (RFC 9449 §8)."""
         for attempt in (1, 2):
-            headers: dict[str, str] = {}
+            # The STS joins the caller's trace (W3C Trace Context).
+            headers: dict[str, str] = {tracecontext.HEADER: tracecontext.current_traceparent()}
             self.credential.apply(headers, form, endpoint)
             if self.dpop_key is not None:
                 headers["DPoP"] = self.dpop_key.proof("POST", endpoint)

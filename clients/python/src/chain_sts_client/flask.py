@@ -35,6 +35,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 import jwt
 from flask import Flask, Response, after_this_request, current_app, g, request
 
+from chain_sts_client import tracecontext
 from chain_sts_client.credentials import ClientCredential, ClientSecret
 from chain_sts_client.dpop import Presentation
 from chain_sts_client.errors import (
@@ -126,6 +127,8 @@ class ChainSts:
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
+        app.before_request(_bind_trace)
+        app.teardown_request(_unbind_trace)
         if self.ssf == "push":
             app.add_url_rule(
                 self.ssf_push_path, "chain_sts_ssf_push", self._ssf_push, methods=["POST", "HEAD"]
@@ -231,6 +234,19 @@ class ChainSts:
         return ExchangeAuth(
             self.client, incoming_token, audience=audience, scope=scope, resource=resource
         )
+
+
+def _bind_trace() -> None:
+    """Calls made while answering this request continue its caller's trace (or one of its
+    own): see :mod:`chain_sts_client.tracecontext`."""
+    incoming = request.headers.get(tracecontext.HEADER)
+    g._chain_sts_trace = tracecontext.bind(tracecontext.continue_trace(incoming))
+
+
+def _unbind_trace(_exc: BaseException | None = None) -> None:
+    token = g.pop("_chain_sts_trace", None)
+    if token is not None:
+        tracecontext.unbind(token)
 
 
 def _extension() -> ChainSts:

@@ -17,6 +17,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from chain_sts_client import tracecontext
 from chain_sts_client.exchange import ExchangeClient, IssuedToken
 
 TokenSource = Callable[[], str]
@@ -66,6 +67,8 @@ class ExchangeAuth(AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         subject = self._subject()
         self._authorize(r, self._token(subject))
+        # The next hop joins this trace (W3C Trace Context), unless the caller set one.
+        r.headers.setdefault(tracecontext.HEADER, tracecontext.current_traceparent())
         if self.retry_on_invalid_token:
             r.hooks["response"].append(self._retry_hook(subject))
         return r
