@@ -195,6 +195,11 @@ def rule_enable(rule_id: str, as_json: bool) -> None:
 @click.option("--max-depth", type=click.IntRange(1, 32), default=None)
 @click.option("--max-ttl", type=click.IntRange(1, rules.MAX_TTL), default=None)
 @click.option("--expires", default=None, help="ISO 8601 expiry of the rule itself.")
+@click.option(
+    "--require-dpop/--no-require-dpop",
+    default=None,
+    help="Refuse (or no longer refuse) exchanges under the rule without a DPoP proof.",
+)
 @json_option
 @handles_errors
 def rule_update(
@@ -208,6 +213,7 @@ def rule_update(
     max_depth: int | None,
     max_ttl: int | None,
     expires: str | None,
+    require_dpop: bool | None,
     as_json: bool,
 ) -> None:
     """Change what a rule says; what is not given stays (its id and status too)."""
@@ -227,6 +233,7 @@ def rule_update(
             max_depth=cur["max_depth"] if max_depth is None else max_depth,
             max_ttl=cur["max_ttl"] if max_ttl is None else max_ttl,
             expires=expires or (iso_time(cur["expires_at"]) if cur["expires_at"] else None),
+            require_dpop=cur["require_dpop"] if require_dpop is None else require_dpop,
             now=now,
             admin=administrator(),
         )

@@ -63,6 +63,7 @@ RULE_FIELDS: dict[str, type] = {
     "max_depth": int,
     "max_ttl": int,
     "expires": str,
+    "require_dpop": bool,
     "status": str,
 }
 SECTIONS_ALL: dict[str, tuple[str, dict[str, type]]] = {
@@ -136,6 +137,7 @@ def _rule_entry(rule: dict[str, Any]) -> dict[str, Any]:
         "max_depth": rule["max_depth"],
         "max_ttl": rule["max_ttl"],
         "expires": _iso(rule["expires_at"]),
+        "require_dpop": rule["require_dpop"],
         "status": rule["status"],
     }
 
@@ -448,6 +450,7 @@ def _rule_args(v: dict[str, Any]) -> dict[str, Any]:
         "max_depth": v.get("max_depth"),
         "max_ttl": v.get("max_ttl"),
         "expires": v.get("expires"),
+        "require_dpop": bool(v.get("require_dpop") or False),
     }
 
 

@@ -295,6 +295,7 @@ def update_rule(
     max_depth: int | None = None,
     max_ttl: int | None = None,
     expires: str | None = None,
+    require_dpop: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Replace what a rule says (its id and status stay): ``(rule, changed)``. Tokens it
     minted keep their (short) lives; disable the rule to revoke them."""
@@ -311,6 +312,7 @@ def update_rule(
         max_depth=max_depth,
         max_ttl=max_ttl,
         expires=expires,
+        require_dpop=require_dpop,
     )
     if store.rules.terms(rule_id) == spec.terms:
         return before, False

@@ -162,6 +162,7 @@ class RuleRepository:
                 max_depth=terms.max_depth,
                 max_ttl=terms.max_ttl,
                 expires_at=terms.expires_at,
+                require_dpop=terms.require_dpop,
             )
         )
         self._conn.execute(delete(RuleTarget).where(RuleTarget.rule_id == rule_id))
@@ -196,6 +197,7 @@ class RuleRepository:
             max_ttl=row.max_ttl,
             expires_at=row.expires_at,
             subject_issuer=row.subject_issuer,
+            require_dpop=row.require_dpop,
         )
 
     def find(self, rule_id: str) -> RuleRecord | None:

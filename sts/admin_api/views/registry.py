@@ -321,6 +321,7 @@ def update_rule(call: Call, rule_id: str) -> Response:
         max_depth=b.get("max_depth"),
         max_ttl=b.get("max_ttl"),
         expires=b.get("expires"),
+        require_dpop=b.get("require_dpop", False),
         now=call.now,
         admin=call.by,
     )
