@@ -37,8 +37,8 @@ def build_registry(runtime: Any, now: int) -> None:
         rules.create_rule(store, actor="web", targets=["agent"], scope="orders:read",
                           subject="sub:alice", subject_issuer=IDP, now=now, admin="test")
         rules.create_rule(store, actor="agent", targets=["tool", "data"], scope="orders:read",
-                          upstream="web", max_depth=2, max_ttl=120, expires=FUTURE, now=now,
-                          admin="test")
+                          upstream="web", max_depth=2, max_ttl=120, expires=FUTURE,
+                          require_dpop=True, now=now, admin="test")
 
 
 def export(runtime: Any) -> dict[str, Any]:
