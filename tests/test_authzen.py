@@ -531,7 +531,7 @@ def test_evaluation_when_body_not_json_then_400_or_415(admin):
 
 def test_evaluation_when_wrong_method_or_too_large_then_the_admin_error_shape(admin, settings):
     resp = admin.client.get(EVALUATION, headers={"Authorization": f"Bearer {admin.token}"})
-    assert (resp.status_code, resp.headers["Allow"]) == (405, "POST, OPTIONS")
+    assert (resp.status_code, resp.headers["Allow"]) == (405, "OPTIONS, POST")
     assert resp.get_json() == error(405, "method_not_allowed", "This method is not allowed here.")
     big = {**GOOD, "context": {"actor": "web", "pad": "x" * settings.max_request_bytes}}
     resp = admin.client.post(

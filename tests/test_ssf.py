@@ -176,6 +176,11 @@ def test_foreign_stream_when_named_then_404_and_nothing_changes(
         "outsider", method, path.format(sid="nope"), body and {**body, "stream_id": "nope"}
     )
     assert (unknown.status_code, unknown.get_json()) == (404, NOT_FOUND)
+    # An id no stream can have (PostgreSQL text cannot hold NUL): the same 404, never a 500.
+    hostile = world.call(
+        "outsider", method, path.format(sid="n%00pe"), body and {**body, "stream_id": "n\x00pe"}
+    )
+    assert (hostile.status_code, hostile.get_json()) == (404, NOT_FOUND)
     assert world.call("data", "GET", f"/ssf/stream?stream_id={sid}").get_json() == config
     assert world.call("data", "GET", f"/ssf/status?stream_id={sid}").get_json() == {
         "stream_id": sid,
@@ -219,6 +224,8 @@ def invalid(field: str, message: str) -> dict[str, Any]:
          "is not a stream configuration member"),
         ({"delivery": {"method": POLL}, "description": 7}, "description",
          "must be a string of at most 255 characters"),
+        ({"delivery": {"method": POLL}, "description": "a\x00b"}, "description",
+         "must not contain NUL"),
     ],
 )  # fmt: skip
 def test_create_when_malformed_then_400_whole_body_and_nothing_stored(

@@ -39,7 +39,8 @@ def _http_error(exc: HTTPException) -> ApiError:
             "method_not_allowed",
             "method_not_allowed",
             "This method is not allowed here.",
-            headers={"Allow": ", ".join(exc.valid_methods or [])},
+            # Sorted: werkzeug collects the methods in a set, whose order changes per process.
+            headers={"Allow": ", ".join(sorted(exc.valid_methods or []))},
         )
     if isinstance(exc, RequestEntityTooLarge):
         return ApiError(413, "invalid_request", "payload_too_large", "The body is too large.")

@@ -109,6 +109,8 @@ def check_push_url(url: str, *, allow_http_loopback: bool) -> None:
 def _string(value: Any, field: str, limit: int) -> str:
     if not isinstance(value, str) or len(value) > limit:
         raise ConfigError(field, f"must be a string of at most {limit} characters")
+    if "\x00" in value:  # no stored text can hold NUL
+        raise ConfigError(field, "must not contain NUL")
     return value
 
 

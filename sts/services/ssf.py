@@ -133,7 +133,12 @@ class Streams:
 
     def get(self, stream_id: Any, *, lock: bool = False) -> store.StreamRow:
         """The receiver's own stream; a foreign or unknown id is the same 404."""
-        if not isinstance(stream_id, str) or not stream_id or len(stream_id) > 64:
+        # No stored id holds a control character (PostgreSQL text cannot even hold NUL).
+        if (
+            not isinstance(stream_id, str)
+            or not 0 < len(stream_id) <= 64
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in stream_id)
+        ):
             raise NotFound("no such stream", what="stream")
         stream = store.get_stream(self.conn, stream_id, lock=lock)
         if stream is None or stream.owner != self.owner:
