@@ -94,6 +94,22 @@ def _record(row: Any, targets: list[str]) -> RuleRecord:
     )
 
 
+def _columns(terms: RuleTerms) -> dict[str, Any]:
+    """A rule's row as its terms say it (its id, status and creation time aside)."""
+    return {
+        "actor_id": terms.actor_id,
+        "subject_type": terms.subject_type,
+        "subject_value": terms.subject_value,
+        "subject_issuer": terms.subject_issuer,
+        "upstream_id": terms.upstream_id,
+        "scopes": terms.scopes,
+        "max_depth": terms.max_depth,
+        "max_ttl": terms.max_ttl,
+        "expires_at": terms.expires_at,
+        "require_dpop": terms.require_dpop,
+    }
+
+
 class RuleRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -102,21 +118,12 @@ class RuleRepository:
         """A new, enabled rule."""
         self._conn.execute(
             insert(DelegationRule).values(
-                id=rule_id,
-                actor_id=terms.actor_id,
-                subject_type=terms.subject_type,
-                subject_value=terms.subject_value,
-                subject_issuer=terms.subject_issuer,
-                upstream_id=terms.upstream_id,
-                scopes=terms.scopes,
-                max_depth=terms.max_depth,
-                max_ttl=terms.max_ttl,
-                expires_at=terms.expires_at,
-                require_dpop=terms.require_dpop,
-                status="enabled",
-                created_at=now,
+                id=rule_id, status="enabled", created_at=now, **_columns(terms)
             )
         )
+        self._insert_targets(rule_id, terms)
+
+    def _insert_targets(self, rule_id: str, terms: RuleTerms) -> None:
         for target_id in sorted(terms.target_ids, key=lambda t: -1 if t is None else t):
             self._conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
 
@@ -152,22 +159,10 @@ class RuleRepository:
         self._conn.execute(
             update(DelegationRule)
             .where(DelegationRule.id == rule_id)
-            .values(
-                actor_id=terms.actor_id,
-                subject_type=terms.subject_type,
-                subject_value=terms.subject_value,
-                subject_issuer=terms.subject_issuer,
-                upstream_id=terms.upstream_id,
-                scopes=terms.scopes,
-                max_depth=terms.max_depth,
-                max_ttl=terms.max_ttl,
-                expires_at=terms.expires_at,
-                require_dpop=terms.require_dpop,
-            )
+            .values(**_columns(terms))
         )
         self._conn.execute(delete(RuleTarget).where(RuleTarget.rule_id == rule_id))
-        for target_id in sorted(terms.target_ids, key=lambda t: -1 if t is None else t):
-            self._conn.execute(insert(RuleTarget).values(rule_id=rule_id, target_id=target_id))
+        self._insert_targets(rule_id, terms)
 
     def enable(self, rule_id: str) -> None:
         self._conn.execute(
