@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from chain_sts_client.credentials import ClientSecret
 from chain_sts_client.errors import InvalidClient, StsClientError, VerificationUnavailable
+from chain_sts_client.polling import Poller
 from chain_sts_client.transport import Transport, get_json
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ log = logging.getLogger("chain_sts_client.feed")
 MAX_PAGES = 100
 
 
-class RevocationFeed:
+class RevocationFeed(Poller):
+    thread_name = "sts-revocation-feed"
+
     def __init__(
         self,
         feed_url: str,
@@ -159,30 +162,3 @@ class RevocationFeed:
         with self._lock:
             for jti in [j for j, exp in self._revoked.items() if exp < now - self.expiry_grace]:
                 del self._revoked[jti]
-
-    # -- background thread -------------------------------------------------------------------
-    def start(self) -> None:
-        """Poll every ``poll_interval`` seconds in a daemon thread (idempotent)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="sts-revocation-feed", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.poll()
-            except StsClientError as exc:
-                log.warning("revocation feed poll failed: %s", exc)
-            if self._stop.wait(self.poll_interval):
-                return

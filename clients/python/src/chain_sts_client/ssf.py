@@ -36,6 +36,7 @@ from chain_sts_client.errors import (
     VerificationUnavailable,
 )
 from chain_sts_client.jwks import JwksCache, KeySource
+from chain_sts_client.polling import Poller
 from chain_sts_client.transport import HttpResponse, Transport, get_json
 
 if TYPE_CHECKING:
@@ -73,8 +74,10 @@ def _json_answer(response: HttpResponse, what: str, ok: tuple[int, ...]) -> Any:
     return json.loads(response.body) if response.body else None
 
 
-class SsfReceiver:
+class SsfReceiver(Poller):
     """One SSF stream of the STS, as the revocation source of a verifier."""
+
+    thread_name = "sts-ssf-receiver"
 
     def __init__(
         self,
@@ -365,28 +368,3 @@ class SsfReceiver:
             for table in (self._revoked, self._seen):
                 for key in [k for k, at in table.items() if at < horizon]:
                     del table[key]
-
-    # -- background thread -------------------------------------------------------------------
-    def start(self) -> None:
-        """Poll (or ask for a heartbeat) every ``poll_interval`` seconds (idempotent)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="sts-ssf-receiver", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.poll()
-            except StsClientError as exc:
-                log.warning("SSF stream poll failed: %s", exc)
-            if self._stop.wait(self.poll_interval):
-                return
