@@ -191,3 +191,27 @@ def test_metrics_when_a_listener_is_configured_then_it_serves_without_a_token(
     assert value(samples(body), "sts_requests_total", endpoint="token",
                  grant="client_credentials", outcome="refused", error="invalid_client") >= 1
     assert "sts_signing_key_age_seconds" in body
+
+
+def test_metrics_when_a_stream_has_not_taken_its_revocations_then_backlog_and_lag_show(
+    settings: Settings, clock: Any, engine: Any, make_nhi: Any, runtime: Any, client: Any
+) -> None:
+    """SSF delivery (DESIGN §11, §13): each stream's backlog and the age of its oldest
+    revocation not yet taken, read from the registry when scraped."""
+    from tests.ssf_fixtures import build_ssf_world
+
+    world = build_ssf_world(client, runtime, make_nhi, clock)
+    stream = world.create("data", {"delivery": {"method": "urn:ietf:rfc:8936"}})
+    labels = {"stream": stream["stream_id"], "receiver": "data"}
+    metrics_client = app_with(settings, clock, engine, metrics_token=METRICS_TOKEN)
+    quiet = scrape(metrics_client)
+    assert value(quiet, "sts_ssf_backlog_events", **labels) == 0
+    assert value(quiet, "sts_ssf_lag_seconds", **labels) == 0
+
+    root = world.chain()[0]
+    with admin_store(engine) as store:
+        revocation.revoke(store, "token", root, now=clock.now(), admin="test")
+    clock.advance(7)
+    waiting = scrape(metrics_client)
+    assert value(waiting, "sts_ssf_backlog_events", **labels) >= 1
+    assert value(waiting, "sts_ssf_lag_seconds", **labels) == 7

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -151,6 +152,35 @@ class KeyAgeCollector(Collector):
         yield age
 
 
+class SsfDeliveryCollector(Collector):
+    """Each SSF stream's backlog and delivery lag, read from the registry when scraped (every
+    worker sees the same outbox, so this needs no multi-process aggregation)."""
+
+    def __init__(self, read: Callable[[], list[dict[str, Any]]]) -> None:
+        #: Returns the streams as ``sts ssf list`` shows them (``stream_id``, ``owner``,
+        #: ``outbox``, ``pending``, ``lag``); raises when the registry cannot be read.
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["stream", "receiver"]
+        backlog = GaugeMetricFamily(
+            "sts_ssf_backlog_events",
+            "Revocations a stream's receiver has not taken yet (outbox rows and pending SETs).",
+            labels=labels,
+        )
+        lag = GaugeMetricFamily(
+            "sts_ssf_lag_seconds",
+            "Age of the oldest revocation a stream's receiver has not taken yet, seconds.",
+            labels=labels,
+        )
+        for stream in self._read():
+            names = [stream["stream_id"], stream["owner"]]
+            backlog.add_metric(names, stream["outbox"] + stream["pending"])
+            lag.add_metric(names, stream["lag"])
+        yield backlog
+        yield lag
+
+
 _PID = re.compile(r"_(\d+)\.db$")
 
 
@@ -188,17 +218,17 @@ class _Everything(Collector):
         yield from REGISTRY.collect()
 
 
-def scrape_registry(extra: Collector | None = None) -> CollectorRegistry:
+def scrape_registry(*extra: Collector) -> CollectorRegistry:
     """What a scrape reads: this process's metrics, or under a multi-process server every
     worker's (``PROMETHEUS_MULTIPROC_DIR``), and ``extra``."""
     registry = CollectorRegistry(auto_describe=False)
     directory = os.environ.get(MULTIPROC_ENV)
     registry.register(_Workers(Path(directory)) if directory else _Everything())
-    if extra is not None:
-        registry.register(extra)
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
-def exposition(extra: Collector | None = None) -> bytes:
+def exposition(*extra: Collector) -> bytes:
     """Every metric in the Prometheus text format."""
-    return generate_latest(scrape_registry(extra))
+    return generate_latest(scrape_registry(*extra))

@@ -157,9 +157,7 @@ class RuleRepository:
     def update(self, rule_id: str, terms: RuleTerms) -> None:
         """New terms for a rule (its id, status and creation time stay)."""
         self._conn.execute(
-            update(DelegationRule)
-            .where(DelegationRule.id == rule_id)
-            .values(**_columns(terms))
+            update(DelegationRule).where(DelegationRule.id == rule_id).values(**_columns(terms))
         )
         self._conn.execute(delete(RuleTarget).where(RuleTarget.rule_id == rule_id))
         self._insert_targets(rule_id, terms)

@@ -13,16 +13,18 @@ import hmac
 import logging
 from http.server import ThreadingHTTPServer
 from threading import Thread
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from flask import Response, current_app, request
 from prometheus_client import make_wsgi_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from sts.admin_api.auth import authenticate
 from sts.admin_api.errors import ApiError
 from sts.admin_api.openapi import ADMIN, AUDIT
 from sts.core import metrics
+from sts.services import ssf
 
 if TYPE_CHECKING:
     from sts.runtime import Runtime
@@ -40,6 +42,18 @@ def key_age(rt: Runtime) -> metrics.KeyAgeCollector:
             return None
 
     return metrics.KeyAgeCollector(read)
+
+
+def ssf_delivery(rt: Runtime) -> metrics.SsfDeliveryCollector:
+    def read() -> list[dict[str, Any]]:
+        try:
+            with rt.engine.begin() as conn:
+                return ssf.overview(conn, rt.clock.now())
+        except SQLAlchemyError:  # the registry is down: readiness says so; no gauges
+            log.warning("ssf delivery metrics unavailable", extra={"event": "metrics.ssf"})
+            return []
+
+    return metrics.SsfDeliveryCollector(read)
 
 
 def _allowed(rt: Runtime) -> bool:
@@ -73,7 +87,7 @@ def metrics_view() -> Response:
             {"WWW-Authenticate": 'Bearer realm="metrics"'},
             mimetype="application/json",
         )
-    body = metrics.exposition(key_age(rt))
+    body = metrics.exposition(key_age(rt), ssf_delivery(rt))
     return Response(body, 200, {"Cache-Control": "no-store"}, content_type=metrics.CONTENT_TYPE)
 
 
@@ -91,7 +105,7 @@ def start_listener(rt: Runtime) -> WSGIServer | None:
     multi-process server every worker tries; the first binds it and, reading every worker's
     values, answers for all. ``None`` when the address is taken (by another worker)."""
     host, _, port = rt.settings.metrics_listen.rpartition(":")
-    app = make_wsgi_app(metrics.scrape_registry(key_age(rt)))
+    app = make_wsgi_app(metrics.scrape_registry(key_age(rt), ssf_delivery(rt)))
     try:
         server = make_server(
             host.strip("[]"), int(port), app, _ThreadingWSGIServer, handler_class=_Quiet
