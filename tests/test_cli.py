@@ -627,7 +627,13 @@ def test_serve_when_postgresql_then_two_workers_per_cpu_unless_set(tmp_path, mon
     _clean_environment(monkeypatch, tmp_path)
     cli = Cli(f"sqlite:///{tmp_path / 'sts.db'}", tmp_path / "keys", tmp_path)
     monkeypatch.setenv("STS_HTTP_WORKERS", "3")
-    assert "(3 workers)" in cli.run("serve", "--port", "8125").stdout
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    ran = cli.run("serve", "--port", "8125")
+    assert "(3 workers)" in ran.stdout
+    # Several workers without a metrics directory: /metrics would count one; say so.
+    assert "set PROMETHEUS_MULTIPROC_DIR" in ran.stderr
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert "PROMETHEUS_MULTIPROC_DIR" not in cli.run("serve", "--port", "8125").stderr
     assert served[-1]["workers"] == 3
     cpus = len(os.sched_getaffinity(0))
     assert workers_for(Settings(database_url="postgresql+psycopg://h/db")) == 2 * cpus

@@ -33,6 +33,7 @@ from sts.cli.support import (
 )
 from sts.cli.token import token_group
 from sts.core.keys import KeyStore, generate_key
+from sts.core.metrics import MULTIPROC_ENV
 from sts.core.secrets import load_hash_key
 from sts.core.settings import SIGNING_ALGORITHMS, Settings
 from sts.store.db import database_host, is_unavailable
@@ -216,10 +217,16 @@ def serve(host: str, port: int, demo: bool, dev_server: bool) -> None:
     # Keys are checked (and development keys made) once here, not raced by every worker; the
     # engine is only built, never connected, and each worker opens its own after the fork.
     build_runtime(settings).engine.dispose()
+    workers = workers_for(settings)
     say(
         f"Chain STS {settings.issuer} listening on http://{host}:{port} "
-        f"({workers_for(settings)} worker{'s' if workers_for(settings) > 1 else ''})"
+        f"({workers} worker{'s' if workers > 1 else ''})"
     )
+    if workers > 1 and settings.metrics != "off" and not os.environ.get(MULTIPROC_ENV):
+        # Metric objects are made when the CLI starts, before the workers fork: only a
+        # directory named beforehand lets /metrics count every worker (the image names one).
+        say(f"note: /metrics counts the answering worker only; set {MULTIPROC_ENV} to a "
+            "directory of its own to count all of them", err=True)  # fmt: skip
     production_server(settings, host, port).serve()
 
 
