@@ -1,10 +1,11 @@
-"""A background poller: ``poll()`` every ``poll_interval`` seconds in a daemon thread, for the
-revocation sources of a verifier (the cursor feed, an SSF stream)."""
+"""The revocation sources of a verifier (the cursor feed, an SSF stream): a table of revoked
+``jti``s kept fresh by ``poll()`` every ``poll_interval`` seconds in a daemon thread."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 from chain_sts_client.errors import StsClientError
 
@@ -12,8 +13,9 @@ log = logging.getLogger("chain_sts_client")
 
 
 class Poller:
-    """Mixin: the class sets ``poll_interval``, ``_lock``, ``_stop`` (an Event) and
-    ``_thread`` (None) in its ``__init__`` and defines ``poll()``."""
+    """Mixin: the class sets ``poll_interval``, ``_lock``, ``_stop`` (an Event), ``_thread``
+    (None) and ``_revoked`` in its ``__init__``, and defines ``poll()`` and ``_ensure_fresh()``
+    (which raises when the table is too stale to answer)."""
 
     #: The thread's name, and what a failed poll is called in the log.
     thread_name = "sts-poller"
@@ -21,9 +23,23 @@ class Poller:
     _lock: threading.Lock
     _stop: threading.Event
     _thread: threading.Thread | None
+    _revoked: Mapping[str, object]
 
     def poll(self) -> object:
         raise NotImplementedError
+
+    def _ensure_fresh(self) -> None:
+        raise NotImplementedError
+
+    def is_revoked(self, jti: str) -> bool:
+        self._ensure_fresh()
+        with self._lock:
+            return jti in self._revoked
+
+    @property
+    def revoked_count(self) -> int:
+        with self._lock:
+            return len(self._revoked)
 
     def start(self) -> None:
         """Poll every ``poll_interval`` seconds in a daemon thread (idempotent)."""

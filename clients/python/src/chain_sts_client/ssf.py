@@ -201,17 +201,7 @@ class SsfReceiver(Poller):
             receiver._last_success = receiver.clock()
         return receiver
 
-    # -- reading -----------------------------------------------------------------------------
-    def is_revoked(self, jti: str) -> bool:
-        self._ensure_fresh()
-        with self._lock:
-            return jti in self._revoked
-
-    @property
-    def revoked_count(self) -> int:
-        with self._lock:
-            return len(self._revoked)
-
+    # -- reading (is_revoked, revoked_count: Poller) ------------------------------------------
     def _ensure_fresh(self) -> None:
         last = self._last_success
         if last is not None and self.clock() - last < self.max_staleness:
